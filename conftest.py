@@ -1,0 +1,59 @@
+"""Hypothesis profiles and pytest options shared by ``properties/`` and ``tests/``.
+
+Profiles (choose with ``--hypothesis-profile=NAME``):
+
+``dev``     the default: a quick look, failures saved to ``.hypothesis/``.
+``ci``      bounded and reproducible: derandomized (so no database), used by
+            ``.ci/run``.  It replaces Hypothesis' own ``ci`` profile, which Hypothesis
+            loads by itself when ``CI`` is set, so the bounds are ours.
+``fuzz``    long campaigns.
+``replay``  only re-runs examples saved in the database.
+
+``RAFT_HARNESS_DB`` picks the example database: a directory path (default
+``.hypothesis/examples``) or ``redis://host:port/db`` for one shared by many machines.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+
+def _database():
+    where = os.environ.get("RAFT_HARNESS_DB", os.path.join(".hypothesis", "examples"))
+    if where.startswith("redis://"):
+        from hypothesis.extra.redis import RedisExampleDatabase
+        import redis
+
+        return RedisExampleDatabase(redis.Redis.from_url(where), key_prefix=b"raft-harness:")
+    return DirectoryBasedExampleDatabase(where)
+
+
+_common = dict(deadline=None, print_blob=True, database=_database(),
+               suppress_health_check=list(HealthCheck))
+settings.register_profile("dev", max_examples=25, stateful_step_count=30, **_common)
+settings.register_profile("ci", max_examples=60, stateful_step_count=40, derandomize=True,
+                          **{**_common, "database": None})
+settings.register_profile("fuzz", max_examples=20_000, stateful_step_count=80, **_common)
+settings.register_profile("replay", max_examples=1, phases=[Phase.explicit, Phase.reuse], **_common)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--network", choices=("fifo", "unreliable", "all"), default="fifo",
+                     help="which channel model's state machines to run (default: fifo, pysyncobj's TCP contract)")
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    network = config.getoption("--network")
+    runslow = config.getoption("--runslow")
+    for item in items:
+        if "unreliable" in item.keywords and network == "fifo":
+            item.add_marker(pytest.mark.skip(reason="unreliable network: run with --network=unreliable"))
+        if "fifo" in item.keywords and network == "unreliable":
+            item.add_marker(pytest.mark.skip(reason="fifo network: run with --network=fifo"))
+        if "slow" in item.keywords and not runslow:
+            item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))

@@ -1,0 +1,31 @@
+"""A property harness that finds bugs in Raft clusters built on pysyncobj.
+
+Real pysyncobj nodes run in one process, in virtual time, over a simulated
+network whose every message passes chains of small filters; Hypothesis state
+machines in ``properties/`` drive them and check Raft's safety after every step.
+"""
+from .cluster import Cluster, MembershipChange, NodeError
+from .compat import VERSION as PYSYNCOBJ_VERSION
+from .filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter, Filter,
+                      FilterContext, FilterFactory, HoldFilter, IsolationFilter, IsolationFilterFactory,
+                      MessageTypeFilter, PartitionFilter, PartitionFilterFactory, PredicateFilter,
+                      ReorderFilter)
+from .history import History, Operation
+from .invariants import SafetyChecker, SafetyViolation, Violation
+from .kv import KVStore
+from .linearizability import LinearizabilityResult, check_linearizable
+from .messages import MESSAGE_TYPES, Envelope
+from .network import NETWORK_MODELS
+from .state import Entry, NodeState
+from .util import alloc_port, eventually, retry, temp_dir
+
+__all__ = [
+    "Cluster", "MembershipChange", "NodeError", "PYSYNCOBJ_VERSION", "KVStore",
+    "Filter", "FilterContext", "FilterFactory", "ConditionalFilter", "CountFilter", "DelayFilter",
+    "DropPacketFilter", "DuplicateFilter", "HoldFilter", "IsolationFilter", "IsolationFilterFactory",
+    "MessageTypeFilter", "PartitionFilter", "PartitionFilterFactory", "PredicateFilter", "ReorderFilter",
+    "Envelope", "MESSAGE_TYPES", "NETWORK_MODELS", "Entry", "NodeState",
+    "History", "Operation", "LinearizabilityResult", "check_linearizable",
+    "SafetyChecker", "SafetyViolation", "Violation",
+    "alloc_port", "eventually", "retry", "temp_dir",
+]

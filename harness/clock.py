@@ -1,0 +1,117 @@
+"""Virtual time and seeded randomness for simulated clusters.
+
+pysyncobj reads time through ``pysyncobj.syncobj.monotonicTime`` and draws its
+election timeouts from ``pysyncobj.syncobj.random``.  While any simulated
+cluster is alive both names are replaced by dispatchers that forward to the
+clock and generator of the cluster currently running (see :func:`activate`),
+so a run is a pure function of the cluster's seed.  The originals come back
+when the last cluster closes, also when a cluster fails half-way through
+construction.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Iterator, List, Optional
+
+import pysyncobj.syncobj as _syncobj
+
+
+class VirtualClock:
+    """Monotonic virtual time that moves only when told to, plus a tiny step on every read.
+
+    The read step matters: pysyncobj has loops that run "until
+    ``appendEntriesPeriod`` has elapsed"; a frozen clock would spin them forever.
+    """
+
+    def __init__(self, start: float = 0.0, read_step: float = 1e-6) -> None:
+        if read_step < 0:
+            raise ValueError(f"read_step must be >= 0, got {read_step!r}")
+        self._now = float(start)
+        self.read_step = read_step
+
+    def now(self) -> float:
+        """Current time, without advancing it (for the harness itself)."""
+        return self._now
+
+    def read(self) -> float:
+        """What pysyncobj sees: the time, which then moves on by ``read_step``."""
+        t = self._now
+        self._now = t + self.read_step
+        return t
+
+    def advance_to(self, t: float) -> None:
+        """Move time forward to ``t``; a target in the past is ignored, time never goes back."""
+        if t > self._now:
+            self._now = t
+
+    def advance(self, dt: float) -> None:
+        if dt < 0:
+            raise ValueError(f"dt must be >= 0 virtual seconds, got {dt!r}")
+        self._now += dt
+
+
+class _Dispatch:
+    """Stands in for pysyncobj's clock and random module while clusters are alive."""
+
+    def __init__(self) -> None:
+        self.stack: List[tuple] = []  # (clock, rng) of the running clusters, innermost last
+        self.users = 0
+        self.saved: Optional[tuple] = None
+
+    def monotonic(self) -> float:
+        if not self.stack:
+            raise RuntimeError("pysyncobj read the clock outside a simulated cluster step")
+        return self.stack[-1][0].read()
+
+    def random(self) -> float:
+        if not self.stack:
+            raise RuntimeError("pysyncobj drew randomness outside a simulated cluster step")
+        return self.stack[-1][1].random()
+
+
+_DISPATCH = _Dispatch()
+
+
+class _RandomFacade:
+    """Replaces the ``random`` module inside ``pysyncobj.syncobj`` (it only calls ``random()``)."""
+
+    def random(self) -> float:
+        return _DISPATCH.random()
+
+    def __getattr__(self, name: str):  # any other use is a new pysyncobj dependency worth hearing about
+        raise AttributeError(f"pysyncobj.syncobj used random.{name}, which the harness does not simulate")
+
+
+def acquire() -> None:
+    """Install the dispatchers (reference counted: one call per live cluster)."""
+    if _DISPATCH.users == 0:
+        _DISPATCH.saved = (_syncobj.monotonicTime, _syncobj.random)
+        _syncobj.monotonicTime = _DISPATCH.monotonic
+        _syncobj.random = _RandomFacade()
+    _DISPATCH.users += 1
+
+
+def release() -> None:
+    """Undo one :func:`acquire`; the last one restores pysyncobj's own clock and random."""
+    if _DISPATCH.users <= 0:
+        return
+    _DISPATCH.users -= 1
+    if _DISPATCH.users == 0:
+        _syncobj.monotonicTime, _syncobj.random = _DISPATCH.saved
+        _DISPATCH.saved = None
+
+
+def patched() -> bool:
+    """True while any simulated cluster holds the patch."""
+    return _DISPATCH.users > 0
+
+
+@contextlib.contextmanager
+def activate(clock: VirtualClock, rng: random.Random) -> Iterator[None]:
+    """Route pysyncobj's clock and randomness to this cluster for the duration of a step."""
+    _DISPATCH.stack.append((clock, rng))
+    try:
+        yield
+    finally:
+        _DISPATCH.stack.pop()

@@ -1,0 +1,239 @@
+"""Linearizability checking for histories of per-key read/write registers.
+
+The search is Wing & Gong's, with Lowe's memoization and "just-in-time"
+linearization: walk the call/return events in time order, tentatively
+linearize an operation when its call is reached, and backtrack as soon as the
+return of an operation that has not been linearized is reached (it had to take
+effect before it returned).  A cache of (linearized-set, register value) pairs
+stops the search from re-exploring a configuration it already knows to be a
+dead end, which is what makes it fast on realistic histories.
+
+Registers are independent objects, so a history is linearizable iff each key's
+sub-history is (Herlihy & Wing's locality); each key is checked on its own,
+which keeps every search small.
+
+Semantics of outcomes:
+
+* ``ok``: took effect exactly once within ``[invoke, complete]``; an ok read
+  returned ``value``.
+* ``failed``: definitely never took effect, so it is ignored.
+* ``unknown`` / ``pending``: may have taken effect at any time after
+  ``invoke`` (there is no upper bound), or never.  Such a write is optional:
+  the search may linearize it anywhere after its call or skip it.  Such a read
+  returned nothing anyone saw, so it carries no information and is ignored.
+
+Ties: when one operation completes at exactly the time another is invoked, the
+two are treated as concurrent (calls sort before returns at equal times).
+Virtual clocks make exact ties common and the order of same-instant events is
+not observable by the clients, so the lenient reading avoids false alarms.
+
+The search is deterministic: operations are ordered by ``(invoke, id)`` and
+events by ``(time, call-before-return, position)``; nothing depends on hash or
+set iteration order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from .history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, Operation
+
+_OUTCOMES = (OK, FAILED, UNKNOWN, PENDING)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearizabilityResult:
+    """Verdict of :func:`check_linearizable`; truthy iff the history is linearizable."""
+
+    ok: bool
+    key: Optional[str]  # first key (sorted order) whose sub-history is not linearizable
+    operations: Tuple[Operation, ...]  # all ops on that key, by (invoke, id); empty when ok
+    explanation: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def check_linearizable(
+    history: Iterable[Operation], initial: Any = None, max_states: int = 1_000_000
+) -> LinearizabilityResult:
+    """Check that ``history`` is linearizable as a set of registers starting at ``initial``.
+
+    Keys are checked in sorted order and the first violating key is reported.
+    Raises ``RuntimeError`` if one key's search needs more than ``max_states``
+    memoized configurations (so a pathological history fails loudly instead of
+    hanging), and ``ValueError`` for malformed operations.
+    """
+    by_key: Dict[str, List[Operation]] = {}
+    for op in history:
+        _validate(op)
+        by_key.setdefault(op.key, []).append(op)
+
+    for key in sorted(by_key):
+        ops = sorted(by_key[key], key=lambda o: (o.invoke, o.id))
+        problem = _check_key(key, ops, initial, max_states)
+        if problem is not None:
+            return LinearizabilityResult(False, key, tuple(ops), problem)
+    total = sum(len(ops) for ops in by_key.values())
+    return LinearizabilityResult(
+        True, None, (), f"linearizable: {len(by_key)} key(s), {total} operation(s)"
+    )
+
+
+def _validate(op: Operation) -> None:
+    if op.kind not in (WRITE, READ):
+        raise ValueError(f"operation {op.id}: unknown kind {op.kind!r}")
+    if op.outcome not in _OUTCOMES:
+        raise ValueError(f"operation {op.id}: unknown outcome {op.outcome!r}")
+    if op.outcome == OK:
+        if op.complete is None:
+            raise ValueError(f"operation {op.id}: outcome ok but no completion time")
+        if op.complete < op.invoke:
+            raise ValueError(f"operation {op.id}: completes before it is invoked")
+
+
+def _relevant(ops: List[Operation]) -> List[Operation]:
+    """The ops that constrain the search.
+
+    Besides failed ops and non-ok reads, an optional (non-ok) write whose value
+    no ok read returned is dropped: in any linearization containing it, no read
+    observes its value, so every read's most recent preceding write is some
+    other write and removing it changes nothing.  Pruning these keeps the search
+    from branching on writes that cannot matter.
+    """
+    read_values = {op.value for op in ops if op.kind == READ and op.outcome == OK}
+    return [
+        op
+        for op in ops
+        if op.outcome == OK or (op.kind == WRITE and op.outcome != FAILED and op.value in read_values)
+    ]
+
+
+def _check_key(key: str, all_ops: List[Operation], initial: Any, max_states: int) -> Optional[str]:
+    """Search one key's sub-history; return None if linearizable, else an explanation."""
+    ops = _relevant(all_ops)
+    n = len(ops)
+    required = [op.outcome == OK for op in ops]
+
+    # Entries 1..2n form a doubly linked list in event order; 0 is the sentinel
+    # (head and tail).  Optional ops return at +inf, i.e. after every required op.
+    events = []
+    for i, op in enumerate(ops):
+        events.append((op.invoke, 0, i))
+        events.append((op.complete if required[i] else math.inf, 1, i))
+    events.sort()
+    op_of = [-1] + [i for _, _, i in events]
+    is_call = [False] + [kind == 0 for _, kind, _ in events]
+    ret_entry = [0] * n
+    for entry, (_, kind, i) in enumerate(events, start=1):
+        if kind == 1:
+            ret_entry[i] = entry
+    nxt = list(range(1, 2 * n + 1)) + [0]
+    prv = [2 * n] + list(range(0, 2 * n))
+
+    def lift(call: int) -> None:
+        """Unlink an op's call and return entries (it has been linearized)."""
+        for e in (call, ret_entry[op_of[call]]):
+            nxt[prv[e]] = nxt[e]
+            prv[nxt[e]] = prv[e]
+
+    def unlift(call: int) -> None:
+        """Relink the entries removed by :func:`lift`, in reverse order."""
+        for e in (ret_entry[op_of[call]], call):
+            nxt[prv[e]] = e
+            prv[nxt[e]] = e
+
+    state = initial
+    linearized = 0  # bitset over indices of ``ops``
+    remaining = sum(required)
+    stack: List[Tuple[int, Any]] = []  # (call entry linearized, register value before it)
+    cache = set()
+    deepest: Optional[Tuple[List[Operation], Any, Operation, List[Operation]]] = None
+
+    # Reads change nothing, so a read that matches the register can be
+    # linearized as soon as it is enabled (every op that must precede it is
+    # linearized): moving it to the front of any valid continuation keeps that
+    # continuation valid.  Each configuration therefore first looks for such a
+    # read (a forced move) and only branches over writes when there is none;
+    # if a forced read's branch fails, so does the configuration.
+    entry = nxt[0]
+    reads_only = True
+    # While a required op is unlinearized its finite return precedes every
+    # +inf return, so the walk always meets a return before the list ends.
+    while remaining:
+        i = op_of[entry]
+        if is_call[entry]:
+            op = ops[i]
+            is_read = op.kind == READ
+            if (is_read and state != op.value) or (not is_read and reads_only):
+                entry = nxt[entry]
+                continue
+            bits = linearized | (1 << i)
+            if (bits, op.value) not in cache:
+                cache.add((bits, op.value))
+                if len(cache) > max_states:
+                    raise RuntimeError(
+                        f"linearizability search too large for key {key!r} "
+                        f"({n} ops considered of {len(all_ops)}): more than "
+                        f"max_states={max_states} configurations explored"
+                    )
+                stack.append((entry, state))
+                state, linearized = op.value, bits
+                remaining -= required[i]
+                lift(entry)
+                entry, reads_only = nxt[0], True
+                continue
+            if not is_read:
+                entry = nxt[entry]
+                continue
+            # The forced read leads to a configuration already found dead.
+        elif reads_only:
+            entry, reads_only = nxt[0], False
+            continue
+        elif deepest is None or len(stack) > len(deepest[0]):
+            # The return of an unlinearized op: the current prefix is a dead end.
+            candidates = []
+            e = nxt[0]
+            while e != entry:
+                if is_call[e]:
+                    candidates.append(ops[op_of[e]])
+                e = nxt[e]
+            deepest = ([ops[op_of[c]] for c, _ in stack], state, ops[i], candidates)
+
+        # Backtrack to the most recent write; popped reads were forced moves.
+        while True:
+            if not stack:
+                assert deepest is not None  # a dead end was met before any cache hit
+                return _explain(key, all_ops, ops, deepest)
+            call, state = stack.pop()
+            j = op_of[call]
+            linearized &= ~(1 << j)
+            remaining += required[j]
+            unlift(call)
+            if ops[j].kind == WRITE:
+                break
+        entry, reads_only = nxt[call], False
+    return None
+
+
+def _explain(
+    key: str,
+    all_ops: List[Operation],
+    ops: List[Operation],
+    deepest: Tuple[List[Operation], Any, Operation, List[Operation]],
+) -> str:
+    prefix, state, blocked, candidates = deepest
+    lines = [
+        f"key {key!r} is not linearizable ({len(ops)} relevant of {len(all_ops)} operations).",
+        f"Longest linearizable prefix found ({len(prefix)} ops), after which the register holds {state!r}:",
+    ]
+    lines += [f"  {op}" for op in prefix] or ["  (empty)"]
+    lines.append(f"No operation could follow it before {blocked} had to take effect; tried:")
+    for op in candidates:
+        if op.kind == READ and op.value != state:
+            why = f"reads {op.value!r} but the register holds {state!r}"
+        else:
+            why = "can be applied, but no ordering of the rest succeeds after it"
+        lines.append(f"  {op}: {why}")
+    return "\n".join(lines)

@@ -1,0 +1,399 @@
+"""The simulated network between pysyncobj nodes: links, channel models, filter chains.
+
+Two channel models, chosen per cluster:
+
+``fifo``
+    What pysyncobj's TCP transport promises.  Each pair of nodes shares one
+    connection; messages on it arrive in order, never twice.  A connection is
+    cut by a partition, a crash, or a filter dropping one of its messages (a
+    TCP stream cannot lose a message in the middle): both ends get pysyncobj's
+    disconnected callback, everything in flight on it is lost, and it comes
+    back ``reconnect_delay`` later if nothing still cuts it.
+``unreliable``
+    The Raft paper's network: every message may be lost, delayed, reordered
+    or duplicated independently; connections never drop.
+
+Each node has a send chain and a receive chain of :mod:`~harness.filters`.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import pickle
+import random
+import zlib
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+
+from pysyncobj.node import Node
+from pysyncobj.transport import Transport
+
+from .events import EventQueue
+from .filters import Filter, FilterContext, HoldFilter
+from .messages import Envelope, message_type
+
+NETWORK_MODELS = ("fifo", "unreliable")
+
+
+class SimNode(Node):
+    """A pysyncobj node id whose hash does not depend on PYTHONHASHSEED.
+
+    pysyncobj keeps peers in sets; with string hashing randomised per process,
+    the order it sends in (and so the whole run) would differ between runs.
+    """
+
+    def __hash__(self) -> int:
+        return zlib.crc32(self.id.encode())
+
+
+class SimTransport(Transport):
+    """A pysyncobj transport that hands every message to the :class:`SimNetwork`."""
+
+    def __init__(self, network: "SimNetwork", node_id: str, syncObj, selfNode, otherNodes) -> None:
+        super().__init__(syncObj, selfNode, otherNodes)
+        self._network = network
+        self._node_id = node_id
+        self.known = {n.id for n in otherNodes}
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def tryGetReady(self) -> None:
+        pass
+
+    def waitReady(self) -> None:
+        pass
+
+    def addNode(self, node) -> None:
+        self.known.add(node.id)
+        self._network.refresh_links()
+
+    def dropNode(self, node) -> None:
+        self.known.discard(node.id)
+        self._network.refresh_links()
+
+    def send(self, node, message) -> bool:
+        return self._network.send(self._node_id, node.id, message)
+
+    def destroy(self) -> None:
+        pass
+
+
+class _Endpoint:
+    def __init__(self, node_id: str, voter: bool) -> None:
+        self.id = node_id
+        self.voter = voter
+        self.transport: Optional[SimTransport] = None
+        self.send_chain: List[Filter] = []
+        self.recv_chain: List[Filter] = []
+        self.outbox: List[Envelope] = []
+
+    @property
+    def up(self) -> bool:
+        return self.transport is not None
+
+
+class _Link:
+    """One connection between two nodes (an unordered pair)."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.epoch = 0
+        self.connect_scheduled = False
+
+
+#: (node id, what it was doing, thunk) -> runs pysyncobj code for that node, capturing exceptions.
+Runner = Callable[[str, str, Callable[[], None]], None]
+
+
+class SimNetwork:
+    def __init__(self, model: str, events: EventQueue, clock, rng: random.Random,
+                 latency: Tuple[float, float], reconnect_delay: float, run_on: Runner,
+                 on_delivered: Callable[[str], None], recent: int = 64) -> None:
+        if model not in NETWORK_MODELS:
+            raise ValueError(f"network must be one of {list(NETWORK_MODELS)}, got {model!r}")
+        lo, hi = latency
+        if not 0 <= lo <= hi:
+            raise ValueError(f"latency must be (min, max) with 0 <= min <= max virtual seconds, got {latency!r}")
+        if reconnect_delay < 0:
+            raise ValueError(f"reconnect_delay must be >= 0 virtual seconds, got {reconnect_delay!r}")
+        self.model = model
+        self._events = events
+        self._clock = clock
+        self._rng = rng
+        self._latency = (float(lo), float(hi))
+        self._reconnect_delay = float(reconnect_delay)
+        self._run_on = run_on
+        self._on_delivered = on_delivered
+        self._endpoints: Dict[str, _Endpoint] = {}
+        self._links: Dict[Tuple[str, str], _Link] = {}
+        self._views: Dict[Tuple[str, str], bool] = {}  # (a, b): a's pysyncobj thinks b is connected
+        self._last_arrival: Dict[Tuple[str, str], float] = {}
+        self._last_delivery: Dict[Tuple[str, str], float] = {}
+        self._seq = 0
+        self._trace = hashlib.sha256()
+        self.delivered = 0
+        self.dropped = 0
+        self.recent: Deque[Tuple[float, Envelope]] = collections.deque(maxlen=recent)
+
+    # --- nodes -----------------------------------------------------------------------------
+    def register(self, node_id: str, voter: bool) -> None:
+        self._endpoints[node_id] = _Endpoint(node_id, voter)
+
+    def node_ids(self) -> List[str]:
+        return sorted(self._endpoints)
+
+    def transport_factory(self, node_id: str):
+        """The ``transportClass`` argument for the pysyncobj node ``node_id``."""
+
+        def build(syncObj, selfNode, otherNodes):
+            transport = SimTransport(self, node_id, syncObj, selfNode, otherNodes)
+            self._endpoints[node_id].transport = transport
+            return transport
+
+        return build
+
+    def node_up(self, node_id: str) -> None:
+        """The node's new incarnation is built: connect it (after the usual delay)."""
+        self.refresh_links()
+
+    def node_down(self, node_id: str) -> None:
+        """The node crashed: its connections drop, its outbox and in-flight messages are lost."""
+        ep = self._endpoints[node_id]
+        ep.outbox.clear()
+        ep.transport = None
+        for key in sorted(self._links):
+            if node_id in key and self._links[key].connected:
+                self._disconnect(key)
+        for key in list(self._views):
+            if key[0] == node_id:
+                del self._views[key]
+
+    def forget(self, node_id: str) -> None:
+        """A removed node leaves the cluster for good."""
+        if self._endpoints[node_id].up:
+            self.node_down(node_id)
+        del self._endpoints[node_id]
+        for key in [k for k in self._links if node_id in k]:
+            del self._links[key]  # a pending reconnect finds no link and does nothing
+        self.refresh_links()
+
+    # --- filters ---------------------------------------------------------------------------
+    def add_filter(self, node_id: str, direction: str, f: Filter) -> None:
+        ep = self._endpoint(node_id, "node_id")
+        if not isinstance(f, Filter):
+            raise ValueError(f"filter must be a harness Filter, got {f!r}")
+        if self.model == "fifo" and not f.fifo_ok:
+            raise ValueError(f"{type(f).__name__} needs network='unreliable': the fifo model "
+                             "(pysyncobj's TCP contract) never duplicates or reorders")
+        (ep.send_chain if direction == "send" else ep.recv_chain).append(f)
+        self.refresh_links()
+
+    def clear_filters(self, node_id: Optional[str] = None) -> None:
+        targets = self.node_ids() if node_id is None else [self._endpoint(node_id, "node_id").id]
+        for nid in targets:
+            ep = self._endpoints[nid]
+            for f in ep.send_chain + ep.recv_chain:
+                if isinstance(f, HoldFilter):
+                    f.release()  # fifo: a held message cannot just vanish from a live TCP stream
+            ep.send_chain.clear()
+            ep.recv_chain.clear()
+        self.refresh_links()
+
+    def filters(self, node_id: str) -> Tuple[List[Filter], List[Filter]]:
+        ep = self._endpoint(node_id, "node_id")
+        return list(ep.send_chain), list(ep.recv_chain)
+
+    def _endpoint(self, node_id: str, arg: str) -> _Endpoint:
+        ep = self._endpoints.get(node_id)
+        if ep is None:
+            raise ValueError(f"{arg} must be one of {self.node_ids()}, got {node_id!r}")
+        return ep
+
+    # --- connections -----------------------------------------------------------------------
+    def _wanted(self, a: str, b: str) -> bool:
+        ea, eb = self._endpoints[a], self._endpoints[b]
+        if not (ea.up and eb.up):
+            return False
+        if ea.voter and eb.voter:
+            return b in ea.transport.known and a in eb.transport.known
+        if ea.voter and not eb.voter:
+            return a in eb.transport.known
+        if eb.voter and not ea.voter:
+            return b in ea.transport.known
+        return False
+
+    def _cut(self, a: str, b: str) -> bool:
+        ea, eb = self._endpoints[a], self._endpoints[b]
+        return (any(f.cuts(a, b) for f in ea.send_chain + ea.recv_chain)
+                or any(f.cuts(b, a) for f in eb.send_chain + eb.recv_chain))
+
+    def _can_connect(self, key: Tuple[str, str]) -> bool:
+        a, b = key
+        return self._wanted(a, b) and not (self.model == "fifo" and self._cut(a, b))
+
+    def refresh_links(self) -> None:
+        """Bring every connection in line with membership, crashes and cutting filters."""
+        ids = self.node_ids()
+        for i, a in enumerate(ids):
+            for b in ids[i + 1:]:
+                key = (a, b)
+                link = self._links.setdefault(key, _Link())
+                if link.connected and not self._can_connect(key):
+                    self._disconnect(key)
+                elif link.connected:
+                    self._announce(key)  # a restarted node learns of links that stayed up
+                if not link.connected and not link.connect_scheduled and self._can_connect(key):
+                    link.connect_scheduled = True
+                    self._events.at(self._clock.now() + self._reconnect_delay, self._connect, key)
+
+    def _connect(self, key: Tuple[str, str]) -> None:
+        link = self._links.get(key)
+        if link is None:
+            return
+        link.connect_scheduled = False
+        if link.connected or not self._can_connect(key):
+            return
+        link.connected = True
+        link.epoch += 1
+        self._announce(key)
+
+    def _announce(self, key: Tuple[str, str]) -> None:
+        a, b = key
+        for me, peer in ((a, b), (b, a)):
+            if not self._views.get((me, peer)):
+                self._views[(me, peer)] = True
+                self._notify(me, peer, connected=True)
+
+    def _disconnect(self, key: Tuple[str, str]) -> None:
+        link = self._links[key]
+        link.connected = False
+        link.epoch += 1
+        a, b = key
+        for me, peer in ((a, b), (b, a)):
+            if self._views.pop((me, peer), False):
+                self._notify(me, peer, connected=False)
+
+    def _notify(self, me: str, peer: str, connected: bool) -> None:
+        ep = self._endpoints.get(me)
+        if ep is None or not ep.up:
+            return
+        transport = ep.transport
+        peer_is_readonly = not self._endpoints[peer].voter
+        if peer_is_readonly:
+            fire = transport._onReadonlyNodeConnected if connected else transport._onReadonlyNodeDisconnected
+        else:
+            fire = transport._onNodeConnected if connected else transport._onNodeDisconnected
+        what = "connected" if connected else "disconnected"
+        self._run_on(me, f"{what} {peer}", lambda: fire(SimNode(peer)))
+
+    def _reset(self, src: str, dst: str) -> None:
+        """fifo: a lost message breaks its TCP connection, which comes back after the usual delay."""
+        key = (min(src, dst), max(src, dst))
+        if self._links.get(key) and self._links[key].connected:
+            self._disconnect(key)
+            self.refresh_links()
+
+    def connected(self, a: str, b: str) -> bool:
+        return bool(self._views.get((a, b)))
+
+    # --- messages --------------------------------------------------------------------------
+    def send(self, src: str, dst: str, message: dict) -> bool:
+        """Called by pysyncobj through :class:`SimTransport`; False means "not connected"."""
+        if not self._views.get((src, dst)):
+            return False
+        key = (min(src, dst), max(src, dst))
+        self._seq += 1
+        env = Envelope(seq=self._seq, src=src, dst=dst, kind=message_type(message),
+                       payload=pickle.dumps(message, protocol=4), sent_at=self._clock.now(),
+                       epoch=self._links[key].epoch)
+        self._endpoints[src].outbox.append(env)
+        return True
+
+    def copy_envelope(self, env: Envelope) -> Envelope:
+        self._seq += 1
+        return Envelope(seq=self._seq, src=env.src, dst=env.dst, kind=env.kind, payload=env.payload,
+                        sent_at=env.sent_at, delay=env.delay, epoch=env.epoch)
+
+    def _apply_chain(self, chain: Sequence[Filter], owner: str, direction: str,
+                     batch: List[Envelope]) -> List[Envelope]:
+        if not chain:
+            return batch
+        ctx = FilterContext(owner=owner, direction=direction, now=self._clock.now(), rng=self._rng,
+                            network_model=self.model, network=self)
+        for f in chain:
+            before = batch
+            batch = f.filter(list(before), ctx)
+            kept = {id(e) for e in batch}
+            held = {id(e) for e in getattr(f, "_held", ())}
+            for e in before:
+                if id(e) not in kept and id(e) not in held:
+                    self.dropped += 1
+                    if self.model == "fifo":
+                        self._reset(e.src, e.dst)
+        return batch
+
+    def flush(self, src: str) -> None:
+        """Push what ``src`` sent during its last activation through its send chain."""
+        ep = self._endpoints.get(src)
+        if ep is None or not ep.outbox:
+            return
+        batch, ep.outbox = ep.outbox, []
+        batch = self._apply_chain(ep.send_chain, src, "send", batch)
+        lo, hi = self._latency
+        now = self._clock.now()
+        for env in batch:
+            at = now + self._rng.uniform(lo, hi) + env.delay
+            env.delay = 0.0
+            if self.model == "fifo":
+                at = max(at, self._last_arrival.get((env.src, env.dst), 0.0))
+                self._last_arrival[(env.src, env.dst)] = at
+            self._events.at(at, self._arrive, env)
+
+    def _alive(self, env: Envelope) -> bool:
+        """Can ``env`` still be delivered: destination up, connection the one it was sent on."""
+        dst = self._endpoints.get(env.dst)
+        if dst is None or not dst.up or not self._views.get((env.dst, env.src)):
+            return False
+        if self.model == "fifo":
+            return self._links[(min(env.src, env.dst), max(env.src, env.dst))].epoch == env.epoch
+        return True
+
+    def _arrive(self, env: Envelope) -> None:
+        if not self._alive(env):
+            return
+        for e in self._apply_chain(self._endpoints[env.dst].recv_chain, env.dst, "recv", [env]):
+            self._schedule_delivery(e, self._clock.now() + e.delay)
+            e.delay = 0.0
+
+    def _schedule_delivery(self, env: Envelope, at: float) -> None:
+        if self.model == "fifo":
+            at = max(at, self._last_delivery.get((env.src, env.dst), 0.0))
+            self._last_delivery[(env.src, env.dst)] = at
+        if at <= self._clock.now() and self.model != "fifo":
+            self._deliver(env)
+        else:
+            self._events.at(at, self._deliver, env)
+
+    def inject(self, envelopes: Sequence[Envelope]) -> None:
+        """Released messages (see HoldFilter) go straight to delivery, in order."""
+        for env in envelopes:
+            self._schedule_delivery(env, self._clock.now())
+
+    def _deliver(self, env: Envelope) -> None:
+        if not self._alive(env):
+            return
+        now = self._clock.now()
+        self._trace.update(b"%r|%s|%s|%d|" % (now, env.src.encode(), env.dst.encode(), env.seq))
+        self._trace.update(env.payload)
+        self.delivered += 1
+        self.recent.append((now, env))
+        transport = self._endpoints[env.dst].transport
+        message = pickle.loads(env.payload)
+        self._run_on(env.dst, f"handling {env.kind} from {env.src}",
+                     lambda: transport._onMessageReceived(SimNode(env.src), message))
+        self._on_delivered(env.dst)
+
+    def trace_digest(self) -> str:
+        """Hash of every delivered message with its time, in delivery order."""
+        return self._trace.hexdigest()

@@ -1,0 +1,307 @@
+"""The Raft fuzzing state machine: faults and client operations as Hypothesis rules.
+
+Subclass :class:`RaftMachine` to point it at another replicated object or
+network model; ``properties/`` holds the concrete test cases.  Rule arguments
+are plain values (node ids, sets of ids, rates), so a shrunk counterexample
+prints as code that can be pasted into a test.  A rule naming a node the
+cluster does not have (yet) does nothing: that keeps every generated step
+valid while node ids stay readable.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from hypothesis import event, strategies as st
+from hypothesis.control import currently_in_test_context
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from .cluster import Cluster
+from .filters import (DelayFilter, DropPacketFilter, DuplicateFilter, HoldFilter, MessageTypeFilter,
+                      ReorderFilter)
+from .history import OK, PENDING
+from .invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
+from .kv import KVStore
+from .linearizability import check_linearizable
+from .messages import MESSAGE_TYPES
+from .report import describe
+
+NODE_IDS = ("n1", "n2", "n3", "n4", "n5", "n6", "n7", "r1", "r2")
+KEYS = ("a", "b", "c")
+
+node_ids = st.sampled_from(NODE_IDS)
+targets = st.sampled_from(("leader",) + NODE_IDS)
+directions = st.sampled_from(("send", "recv"))
+message_types = st.sampled_from(sorted(MESSAGE_TYPES - {"timeout_now"}))
+
+
+def note(what: str) -> None:
+    """Hypothesis ``event`` that is harmless outside a test (e.g. when steps are replayed by hand)."""
+    if currently_in_test_context():
+        event(what)
+
+
+class RaftMachine(RuleBasedStateMachine):
+    """Client traffic and faults against a simulated pysyncobj cluster, Raft safety checked after every step."""
+
+    network = "fifo"
+    node_class = KVStore
+    pysyncobj_conf: Dict[str, Any] = {}
+    #: Virtual seconds the cluster runs after each rule's action.
+    step_time = 0.25
+    #: Virtual seconds a healed, fully restarted cluster gets to elect a leader and commit a write.
+    liveness_timeout = 60.0
+    max_voters = 7
+    max_readonly = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cluster: Optional[Cluster] = None
+        self.checker = SafetyChecker()
+        self._cursor = 0
+        self._next_value = 0
+        self._holds: List[HoldFilter] = []
+        self._failed = False
+
+    # --- setup and the safety net ------------------------------------------------------------
+    @initialize(nodes=st.integers(3, 5), seed=st.integers(0, 2 ** 16))
+    def start_cluster(self, nodes: int, seed: int) -> None:
+        self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class, **self.pysyncobj_conf)
+        note(f"cluster size {nodes}")
+
+    def _settle(self) -> None:
+        self.cluster.run_for(self.step_time)
+
+    def _fail(self, exc: AssertionError) -> None:
+        self._failed = True
+        raise exc
+
+    @invariant()
+    def raft_safety(self) -> None:
+        """Election safety, log matching, leader completeness, state machine safety, durability,
+        no exception inside a node: see :mod:`harness.invariants`."""
+        if self.cluster is None:
+            return
+        completed, self._cursor = self.cluster.history.completed_since(self._cursor)
+        try:
+            self.checker.step(self.cluster.observe(), completed, self.cluster.node_errors)
+        except SafetyViolation as v:
+            self._fail(SafetyViolation(v.violations, describe(self.cluster)))
+
+    def teardown(self) -> None:
+        if self.cluster is None:
+            return
+        try:
+            if not self._failed:
+                self._check_liveness()
+                self.raft_safety()
+                self._check_linearizable()
+        finally:
+            self.cluster.close()
+
+    def _check_liveness(self) -> None:
+        c = self.cluster
+        c.clear_all_filters()
+        for node_id in c.node_ids:
+            if not c.is_up(node_id):
+                c.restart(node_id)
+        deadline = c.now + self.liveness_timeout
+        while c.now < deadline:
+            if c.leader() is None and not c.run_until(lambda: c.leader() is not None, deadline - c.now):
+                break
+            op = c.put("liveness", self._value(), via=c.leader())
+            c.run_until(lambda: op.outcome != PENDING, deadline - c.now)
+            if op.outcome == OK:
+                return
+            c.run_for(min(c.tick_interval, max(deadline - c.now, 0)))
+        self._fail(LivenessViolation(
+            f"liveness: healed cluster with every node up did not commit a write within "
+            f"{self.liveness_timeout} virtual seconds\n{describe(c)}"))
+
+    def _check_linearizable(self) -> None:
+        result = check_linearizable(self.cluster.history)
+        if not result.ok:
+            self._fail(SafetyViolation([Violation("linearizability", result.explanation)],
+                                       describe(self.cluster)))
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _value(self) -> int:
+        self._next_value += 1
+        return self._next_value
+
+    def _present(self, node: str) -> bool:
+        return node in self.cluster.node_ids
+
+    def _via(self, target: str) -> Optional[str]:
+        if target == "leader":
+            return self.cluster.leader()
+        return target if self._present(target) else None
+
+    # --- client operations ---------------------------------------------------------------------
+    @rule(key=st.sampled_from(KEYS), via=targets)
+    def write(self, key: str, via: str) -> None:
+        """Write a value never written before, through the leader or any node (followers forward)."""
+        node = self._via(via)
+        if node is not None:
+            self.cluster.put(key, self._value(), via=node)
+            note("write")
+        self._settle()
+
+    @rule(key=st.sampled_from(KEYS), via=targets)
+    def read(self, key: str, via: str) -> None:
+        """A read through the log: it must see the latest committed write (linearizability)."""
+        node = self._via(via)
+        if node is not None:
+            self.cluster.get(key, via=node)
+            note("read")
+        self._settle()
+
+    # --- network faults ----------------------------------------------------------------------
+    @rule(side=st.frozensets(node_ids, min_size=1))
+    def partition(self, side: frozenset) -> None:
+        """Split the cluster in two: ``side`` against everyone else."""
+        a = sorted(n for n in side if self._present(n))
+        b = [n for n in self.cluster.node_ids if n not in side]
+        if a and b:
+            self.cluster.partition(a, b)
+            note("fault: partition")
+        self._settle()
+
+    @rule(bridge=node_ids, side=st.frozensets(node_ids, min_size=1))
+    def partition_with_bridge(self, bridge: str, side: frozenset) -> None:
+        """Two sides that cannot talk, and one node that still sees both."""
+        if self._present(bridge):
+            a = sorted(n for n in side if self._present(n) and n != bridge)
+            b = [n for n in self.cluster.node_ids if n not in side and n != bridge]
+            if a and b:
+                self.cluster.partition(a, b)
+                note("fault: bridge partition")
+        self._settle()
+
+    @rule(node=node_ids)
+    def isolate(self, node: str) -> None:
+        if self._present(node):
+            self.cluster.isolate_node(node)
+            note("fault: isolate")
+        self._settle()
+
+    @rule()
+    def heal(self) -> None:
+        """Remove every filter: partitions, drops, delays, holds (held messages are delivered)."""
+        self.cluster.clear_all_filters()
+        self._holds.clear()
+        self._settle()
+
+    @rule(node=node_ids, direction=directions, rate=st.sampled_from((0.1, 0.3, 1.0)))
+    def drop_messages(self, node: str, direction: str, rate: float) -> None:
+        if self._present(node):
+            self._add_filter(node, direction, DropPacketFilter(rate))
+            note("fault: drop")
+        self._settle()
+
+    @rule(node=node_ids, direction=directions, seconds=st.sampled_from((0.05, 0.3, 1.5)))
+    def delay_messages(self, node: str, direction: str, seconds: float) -> None:
+        if self._present(node):
+            self._add_filter(node, direction, DelayFilter(seconds))
+            note("fault: delay")
+        self._settle()
+
+    @rule(node=node_ids, direction=directions, kind=message_types)
+    def block_message_type(self, node: str, direction: str, kind: str) -> None:
+        if self._present(node):
+            self._add_filter(node, direction, MessageTypeFilter([kind]))
+            note("fault: block type")
+        self._settle()
+
+    @rule(node=node_ids, direction=directions, kind=message_types)
+    def hold_messages(self, node: str, direction: str, kind: str) -> None:
+        """Hold messages of one type (in fifo: and everything behind them) until released."""
+        if self._present(node):
+            hold = HoldFilter([kind])
+            self._add_filter(node, direction, hold)
+            self._holds.append(hold)
+            note("fault: hold")
+        self._settle()
+
+    @precondition(lambda self: bool(self._holds))
+    @rule()
+    def release_held(self) -> None:
+        for hold in self._holds:
+            hold.release()
+        note("fault: release")
+        self._settle()
+
+    @precondition(lambda self: self.network == "unreliable")
+    @rule(node=node_ids, direction=directions, rate=st.sampled_from((0.3, 1.0)))
+    def duplicate_messages(self, node: str, direction: str, rate: float) -> None:
+        if self._present(node):
+            self._add_filter(node, direction, DuplicateFilter(rate))
+            note("fault: duplicate")
+        self._settle()
+
+    @precondition(lambda self: self.network == "unreliable")
+    @rule(node=node_ids, direction=directions, max_delay=st.sampled_from((0.05, 0.5, 2.0)))
+    def reorder_messages(self, node: str, direction: str, max_delay: float) -> None:
+        if self._present(node):
+            self._add_filter(node, direction, ReorderFilter(max_delay))
+            note("fault: reorder")
+        self._settle()
+
+    def _add_filter(self, node: str, direction: str, f) -> None:
+        if direction == "send":
+            self.cluster.add_send_filter(node, f)
+        else:
+            self.cluster.add_recv_filter(node, f)
+
+    # --- node faults -------------------------------------------------------------------------
+    @rule(node=node_ids)
+    def crash(self, node: str) -> None:
+        """Kill a node without shutdown; journal and dump files survive."""
+        if self._present(node) and self.cluster.is_up(node):
+            self.cluster.crash(node)
+            note("fault: crash")
+        self._settle()
+
+    @rule(node=node_ids)
+    def restart(self, node: str) -> None:
+        if self._present(node) and not self.cluster.is_up(node):
+            self.cluster.restart(node)
+            note("node restarted")
+        self._settle()
+
+    @rule(node=node_ids)
+    def snapshot(self, node: str) -> None:
+        """Force log compaction: the dump is written and the log truncated on the next ticks."""
+        if self._present(node) and self.cluster.is_up(node):
+            self.cluster.force_snapshot(node)
+            note("fault: snapshot")
+        self._settle()
+
+    @rule(seconds=st.sampled_from((0.5, 2.0, 8.0)))
+    def wait(self, seconds: float) -> None:
+        """Let virtual time pass: elections time out, leaders step down, nodes reconnect."""
+        self.cluster.run_for(seconds)
+
+    # --- membership --------------------------------------------------------------------------
+    @rule()
+    def add_node(self) -> None:
+        if self.cluster.leader() is not None and len(self.cluster.voter_ids) < self.max_voters:
+            self.cluster.add_node()
+            note("membership: add node")
+        self._settle()
+
+    @rule(node=node_ids)
+    def remove_node(self, node: str) -> None:
+        leader = self.cluster.leader()
+        if leader is not None and node != leader and node in self.cluster.voter_ids \
+                and len(self.cluster.voter_ids) > 3:
+            self.cluster.remove_node(node)
+            note("membership: remove node")
+        self._settle()
+
+    @rule()
+    def add_readonly_node(self) -> None:
+        readonly = [n for n in self.cluster.node_ids if n not in self.cluster.voter_ids]
+        if len(readonly) < self.max_readonly:
+            self.cluster.add_readonly_node()
+            note("membership: add read-only node")
+        self._settle()

@@ -1,0 +1,109 @@
+"""TiKV-style test utilities: free ports, temp dirs, retry and eventually.
+
+``retry`` and ``eventually`` wait in virtual time when given a simulated
+cluster (no wall clock, so replays stay exact) and in wall time otherwise.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Tuple, Type, TypeVar
+
+T = TypeVar("T")
+
+_PORT_LOCKS = Path(tempfile.gettempdir()) / "raft-harness-ports"
+_PORT_LOCK_TTL = 3600.0
+
+
+def alloc_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port on ``host``, never handed out twice while its claim is fresh.
+
+    The kernel's choice for ``bind(port=0)`` is free now but may be handed to
+    another pytest-xdist worker before this one binds it; an exclusive lock
+    file per port, shared by all processes on the machine, rules that out.
+    """
+    _PORT_LOCKS.mkdir(exist_ok=True)
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        lock = _PORT_LOCKS / str(port)
+        try:
+            if time.time() - lock.stat().st_mtime > _PORT_LOCK_TTL:
+                lock.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except OSError as e:
+            if e.errno == errno.EEXIST:
+                continue
+            raise
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return port
+    raise RuntimeError("alloc_port: no free port found after 200 attempts")
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str = "raft-harness-") -> Iterator[Path]:
+    """A fresh directory, removed with everything in it on exit."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _sleeper(cluster) -> Callable[[float], None]:
+    return cluster.run_for if cluster is not None else time.sleep
+
+
+def retry(fn: Callable[[], T], *, attempts: int = 3, backoff: float = 0.1, factor: float = 2.0,
+          exceptions: Tuple[Type[BaseException], ...] = (Exception,), cluster=None) -> T:
+    """Call ``fn`` until it returns without raising one of ``exceptions``.
+
+    Waits ``backoff``, then ``backoff * factor``, … between attempts; the last
+    failure is re-raised.  With ``cluster`` the waits are virtual seconds.
+    """
+    if not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
+    if backoff < 0 or factor < 1:
+        raise ValueError(f"backoff must be >= 0 and factor >= 1, got backoff={backoff!r} factor={factor!r}")
+    sleep = _sleeper(cluster)
+    delay = backoff
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except exceptions:
+            if attempt == attempts - 1:
+                raise
+        sleep(delay)
+        delay *= factor
+    raise AssertionError("unreachable")
+
+
+def eventually(predicate: Callable[[], bool], timeout: float, *, cluster=None,
+               interval: float = 0.05, message: Optional[str] = None) -> None:
+    """Wait until ``predicate()`` is true, or raise ``TimeoutError`` after ``timeout`` seconds.
+
+    With ``cluster`` time is virtual and the predicate is checked after every
+    simulated event; otherwise it is polled every ``interval`` wall seconds.
+    """
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    if cluster is not None:
+        if not cluster.run_until(predicate, timeout):
+            raise TimeoutError(message or f"condition not reached within {timeout} virtual seconds")
+        return
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(message or f"condition not reached within {timeout} seconds")
+        time.sleep(interval)
