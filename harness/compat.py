@@ -37,6 +37,7 @@ class WatchedJournal:
     def __init__(self, inner) -> None:
         self._inner = inner
         self.changed_from: Optional[int] = 1
+        self.resets = 0  # clear() calls: pysyncobj replacing the log by a received snapshot
 
     def _mark(self, index: int) -> None:
         if self.changed_from is None or index < self.changed_from:
@@ -48,6 +49,7 @@ class WatchedJournal:
 
     def clear(self):
         self._mark(0)
+        self.resets += 1
         return self._inner.clear()
 
     def deleteEntriesFrom(self, entryFrom):
@@ -145,6 +147,7 @@ def observe(node, node_id: str, incarnation: int, voter: bool, consume: bool = F
         membership=tuple(sorted(members)),
         changed_from=changed_from,
         changed_prev_term=changed_prev_term,
+        snapshots_installed=getattr(log, "resets", 0),
         changed=changed,
         tail=tuple(entries(node, max(last_index - tail + 1, first_index))),
     )

@@ -119,19 +119,31 @@ class LogHistory:
         self.mirrors: Dict[Tuple[str, int], _LogMirror] = {}
         self.commit: Dict[Tuple[str, int], int] = {}
         self.committed: Dict[int, Tuple[int, bytes, str]] = {}  # index -> (term, command, first node seen)
-        self.latest_committed: Optional[Tuple[int, int]] = None  # (index, term)
+        # For leader completeness: per "committed no later than term T", the highest such index.
+        # T is the current term of the node first seen holding the entry committed; the leader
+        # that committed it had a term <= T, so leaders of terms > T must hold it.
+        self.highest_committed_by_term: Dict[int, Tuple[int, int]] = {}  # T -> (index, entry term)
         self.by_index_term: Dict[Tuple[int, int], Tuple[bytes, Optional[int], str]] = {}
         self._new_commits: List[Tuple[int, int, str]] = []
 
-    def add_committed(self, node: str, e: Entry) -> Optional[Tuple[int, bytes, str]]:
+    def add_committed(self, node: str, node_term: int, e: Entry) -> Optional[Tuple[int, bytes, str]]:
         """Record ``e`` as committed by ``node``; returns the earlier record if the index had one."""
         known = self.committed.get(e.index)
         if known is None:
             self.committed[e.index] = (e.term, e.command, node)
             self._new_commits.append((e.index, e.term, node))
-            if self.latest_committed is None or e.index > self.latest_committed[0]:
-                self.latest_committed = (e.index, e.term)
+            best = self.highest_committed_by_term.get(node_term)
+            if best is None or e.index > best[0]:
+                self.highest_committed_by_term[node_term] = (e.index, e.term)
         return known
+
+    def highest_committed_before(self, term: int) -> Optional[Tuple[int, int]]:
+        """The highest-index entry known committed in a term before ``term``, as (index, entry term)."""
+        best = None
+        for t, candidate in self.highest_committed_by_term.items():
+            if t < term and (best is None or candidate[0] > best[0]):
+                best = candidate
+        return best
 
     def take_new_commits(self) -> List[Tuple[int, int, str]]:
         new, self._new_commits = self._new_commits, []
@@ -168,7 +180,10 @@ class LogMatching(Invariant):
                 continue
             prev_term = s.changed_prev_term
             for e in s.changed:
-                seen = self.logs.by_index_term.setdefault((e.index, e.term), (e.command, prev_term, s.id))
+                key = (e.index, e.term)
+                seen = self.logs.by_index_term.setdefault(key, (e.command, prev_term, s.id))
+                if seen[1] is None and prev_term is not None:  # first seen at the start of a log
+                    self.logs.by_index_term[key] = seen = (seen[0], prev_term, s.id)
                 if seen[0] != e.command:
                     out.append(Violation(self.name, f"entry {e} differs between {seen[2]} and {s.id}",
                                          nodes=(seen[2], s.id), terms=(e.term,), indexes=(e.index,)))
@@ -190,8 +205,8 @@ class StateMachineSafety(Invariant):
     def __init__(self, logs: LogHistory) -> None:
         self.logs = logs
 
-    def _committed(self, node: str, e: Entry, out: List[Violation]) -> None:
-        known = self.logs.add_committed(node, e)
+    def _committed(self, node: str, node_term: int, e: Entry, out: List[Violation]) -> None:
+        known = self.logs.add_committed(node, node_term, e)
         if known is not None and (known[0] != e.term or known[1] != e.command):
             out.append(Violation(self.name, f"index {e.index} committed as {e.index}@{known[0]} on {known[2]} "
                                  f"but as {e} on {node}",
@@ -218,7 +233,7 @@ class StateMachineSafety(Invariant):
             if s.changed_from is not None and s.changed_from < lo:
                 lo = s.changed_from
             for index in range(max(lo, mirror.base), min(s.commit_index, mirror.last_index) + 1):
-                self._committed(s.id, mirror.get(index), out)
+                self._committed(s.id, s.term, mirror.get(index), out)
             self.logs.commit[key] = max(s.commit_index, prev or 0)
         return out
 
@@ -238,7 +253,7 @@ class LeaderCompleteness(Invariant):
             if not s.is_leader or (s.term, s.id) in self.seen:
                 continue
             self.seen.add((s.term, s.id))
-            latest = self._latest_before(s.term)
+            latest = self.logs.highest_committed_before(s.term)
             if latest is None:
                 continue
             index, term = latest
@@ -247,21 +262,10 @@ class LeaderCompleteness(Invariant):
             entry = self.logs.mirror(s).get(index)
             if entry is None or entry.term != term:
                 have = "nothing" if entry is None else str(entry)
-                out.append(Violation(self.name, f"{s.id} became leader of term {s.term} without committed "
-                                     f"entry {index}@{term} (it has {have})",
+                out.append(Violation(self.name, f"{s.id} became leader of term {s.term} without "
+                                     f"entry {index}@{term}, committed in an earlier term (it has {have})",
                                      nodes=(s.id,), terms=(s.term, term), indexes=(index,)))
         return out
-
-    def _latest_before(self, term: int) -> Optional[Tuple[int, int]]:
-        latest = self.logs.latest_committed
-        if latest is None or latest[1] < term:
-            return latest
-        # Rare: the newest committed entry is from this term or later; fall back to a scan.
-        best = None
-        for index, (t, _, _) in self.logs.committed.items():
-            if t < term and (best is None or index > best[0]):
-                best = (index, t)
-        return best
 
 
 class Durability(Invariant):
@@ -269,41 +273,47 @@ class Durability(Invariant):
 
     Each acknowledged write's (index, term) must match whatever any node has
     committed at that index, whether that commit is seen before or after the
-    acknowledgement.  Fed the newly completed operations by :meth:`acknowledge`.
+    acknowledgement, and two writes acknowledged at one index must agree.
+    Fed the newly completed operations by :meth:`acknowledge`.
     """
 
     name = "durability"
 
     def __init__(self, logs: LogHistory) -> None:
         self.logs = logs
-        self.acked: Dict[int, Tuple[int, Operation]] = {}
-        self._fresh: List[int] = []
+        self.acked: Dict[int, List[Tuple[int, Operation]]] = {}
+        self._fresh: List[Tuple[int, int, Operation]] = []
+        self._reported: set = set()
 
     def acknowledge(self, ops: Iterable[Operation]) -> None:
         for op in ops:
             if op.kind == WRITE and op.outcome == OK and op.index is not None:
-                if op.index not in self.acked:
-                    self.acked[op.index] = (op.term, op)
-                    self._fresh.append(op.index)
+                self.acked.setdefault(op.index, []).append((op.term, op))
+                self._fresh.append((op.index, op.term, op))
 
     def check(self, states):
         out: List[Violation] = []
         for index, term, node in self.logs.take_new_commits():
-            self._compare(index, term, node, out)
-        for index in self._fresh:
+            for acked_term, op in self.acked.get(index, ()):
+                self._compare(index, acked_term, op, term, node, node, out)
+        for index, acked_term, op in self._fresh:
             known = self.logs.committed.get(index)
             if known is not None:
-                self._compare(index, known[0], known[2], out)
+                self._compare(index, acked_term, op, known[0], known[2], known[2], out)
+            for other_term, other in self.acked[index]:
+                if other_term != acked_term and other.id < op.id:
+                    self._compare(index, other_term, other, acked_term, op.via, f"the ack of #{op.id}", out)
         self._fresh = []
         return out
 
-    def _compare(self, index: int, term: int, node: str, out: List[Violation]) -> None:
-        acked = self.acked.get(index)
-        if acked is not None and acked[0] != term:
-            op = acked[1]
-            out.append(Violation(self.name, f"acknowledged {op} was at {index}@{acked[0]}, but {node} "
-                                 f"committed {index}@{term} there", nodes=(op.via, node),
-                                 terms=(acked[0], term), indexes=(index,)))
+    def _compare(self, index: int, acked_term: int, op: Operation, term: int, node: str, where: str,
+                 out: List[Violation]) -> None:
+        if acked_term == term or (op.id, term) in self._reported:
+            return
+        self._reported.add((op.id, term))
+        out.append(Violation(self.name, f"acknowledged {op} was at {index}@{acked_term}, but {where} "
+                             f"has {index}@{term} there", nodes=(op.via, node),
+                             terms=(acked_term, term), indexes=(index,)))
 
 
 class NoNodeErrors(Invariant):
@@ -339,11 +349,15 @@ class SafetyChecker:
         self.steps = 0
 
     def step(self, states: Sequence[NodeState], completed: Iterable[Operation] = (),
-             node_errors: Sequence = ()) -> None:
-        """Check one step; raises :class:`SafetyViolation` listing everything it broke."""
+             node_errors: Optional[Sequence] = None) -> None:
+        """Check one step; raises :class:`SafetyViolation` listing everything it broke.
+
+        ``node_errors`` is the cluster's whole (growing) list of NodeErrors; None keeps the last one.
+        """
         self.steps += 1
         self.durability.acknowledge(completed)
-        self.node_errors.errors = node_errors
+        if node_errors is not None:
+            self.node_errors.errors = node_errors
         violations: List[Violation] = []
         for inv in self.invariants:
             violations.extend(inv.check(states))

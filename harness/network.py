@@ -42,7 +42,13 @@ class SimNode(Node):
     """
 
     def __hash__(self) -> int:
-        return zlib.crc32(self.id.encode())
+        h = _HASHES.get(self.id)
+        if h is None:
+            h = _HASHES[self.id] = zlib.crc32(self.id.encode())
+        return h
+
+
+_HASHES: Dict[str, int] = {}
 
 
 class SimTransport(Transport):

@@ -53,6 +53,7 @@ class NodeState:
     membership: Tuple[str, ...] = ()  # voters this node believes in, itself included
     changed_from: Optional[int] = None
     changed_prev_term: Optional[int] = None  # term of the entry just before ``changed_from``
+    snapshots_installed: int = 0  # snapshots received from a leader by this incarnation
     changed: Tuple[Entry, ...] = dataclasses.field(default=(), repr=False)
     tail: Tuple[Entry, ...] = dataclasses.field(default=(), repr=False)  # last few entries, for reports
 

@@ -9,7 +9,7 @@ import os
 import pytest
 from hypothesis import settings
 
-from harness.stateful import RaftMachine
+from harness.stateful import RaftMachine, UnreliableNetworkRules
 
 SHARDS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
@@ -20,10 +20,8 @@ class FifoRaft(RaftMachine):
     network = "fifo"
 
 
-class UnreliableRaft(RaftMachine):
+class UnreliableRaft(UnreliableNetworkRules):
     """The Raft paper's network: loss, delay, reordering and duplication of single messages."""
-
-    network = "unreliable"
 
 
 def _shards(machine, marker):
@@ -36,5 +34,5 @@ def _shards(machine, marker):
 
 
 for _machine, _marker in ((FifoRaft, pytest.mark.fifo), (UnreliableRaft, pytest.mark.unreliable)):
-    for _name, _case in _shards(_machine, _marker):
-        globals()[_name] = _case
+    globals().update(_shards(_machine, _marker))
+del _machine, _marker
