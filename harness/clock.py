@@ -11,6 +11,7 @@ construction.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from typing import Iterator, List, Optional
 
@@ -25,8 +26,8 @@ class VirtualClock:
     """
 
     def __init__(self, start: float = 0.0, read_step: float = 1e-6) -> None:
-        if read_step < 0:
-            raise ValueError(f"read_step must be >= 0, got {read_step!r}")
+        if not isinstance(read_step, (int, float)) or not math.isfinite(read_step) or read_step < 0:
+            raise ValueError(f"read_step must be >= 0 virtual seconds, got {read_step!r}")
         self._now = float(start)
         self.read_step = read_step
 
@@ -46,7 +47,7 @@ class VirtualClock:
             self._now = t
 
     def advance(self, dt: float) -> None:
-        if dt < 0:
+        if not math.isfinite(dt) or dt < 0:
             raise ValueError(f"dt must be >= 0 virtual seconds, got {dt!r}")
         self._now += dt
 

@@ -19,6 +19,7 @@ and the calls made on it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import shutil
 import tempfile
@@ -82,6 +83,15 @@ class _Slot:
         self.removed = False
 
 
+def _check_duration(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0 virtual seconds, got {value!r}")
+    return float(value)
+
+
+_CONF_KEYS = frozenset(vars(SyncObjConf()))
+
+
 def _reason_name(code: int) -> str:
     return compat.FAIL_REASONS.get(code, str(code))
 
@@ -110,8 +120,16 @@ class Cluster:
         self._node_class = node_class
         self._conf = dict(dynamicMembershipChange=True, logCompactionMinEntries=10 ** 9,
                           logCompactionMinTime=10 ** 9)
+        unknown = sorted(set(pysyncobj_conf) - _CONF_KEYS)
+        if unknown:
+            raise ValueError(f"unknown pysyncobj setting(s) {unknown}; SyncObjConf takes {sorted(_CONF_KEYS)}")
         self._conf.update(pysyncobj_conf)
-        SyncObjConf(**self._conf).validate()  # bad pysyncobj settings fail here, not inside a node
+        try:  # bad pysyncobj settings fail here, not inside a node
+            SyncObjConf(**self._conf).validate()
+        except AssertionError:
+            raise ValueError(f"pysyncobj settings {sorted(pysyncobj_conf)} are rejected by "
+                             f"SyncObjConf.validate() (e.g. raftMinTimeout must be < raftMaxTimeout), "
+                             f"got {pysyncobj_conf!r}") from None
         self.tick_interval = float(self._conf.get("autoTickPeriod", 0.05))
         self._clock = _clock.VirtualClock(read_step=read_step)
         self._node_rng = random.Random(seed)
@@ -260,15 +278,11 @@ class Cluster:
 
     def run_for(self, seconds: float) -> None:
         """Advance ``seconds`` of virtual time, running everything that falls due."""
-        if not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ValueError(f"seconds must be >= 0 virtual seconds, got {seconds!r}")
-        self._run_events(self.now + seconds)
+        self._run_events(self.now + _check_duration("seconds", seconds))
 
     def run_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
         """Run until ``predicate()`` holds (checked after every event); False if ``timeout`` passes first."""
-        if not isinstance(timeout, (int, float)) or timeout < 0:
-            raise ValueError(f"timeout must be >= 0 virtual seconds, got {timeout!r}")
-        return self._run_events(self.now + timeout, predicate)
+        return self._run_events(self.now + _check_duration("timeout", timeout), predicate)
 
     # --- observation -----------------------------------------------------------------------
     @property
@@ -535,9 +549,7 @@ class Cluster:
         peers = self.voter_ids
         with self._active():
             self._new_slot(node_id, voter=True)
-            for factory in self._factories:
-                for f in factory.generate(node_id, self.node_ids):
-                    self._net.add_filter(node_id, "send", f)
+            self._apply_factories(node_id)
             self._start(node_id, peers)
         self._change_membership("add", node_id, via)
         return node_id
@@ -553,5 +565,12 @@ class Cluster:
         node_id = self._next_id("r")
         with self._active():
             self._new_slot(node_id, voter=False)
+            self._apply_factories(node_id)
             self._start(node_id, self.voter_ids)
         return node_id
+
+    def _apply_factories(self, node_id: str) -> None:
+        """A node joining later gets its share of every cluster-wide fault still installed."""
+        for factory in self._factories:
+            for f in factory.generate(node_id, self.node_ids):
+                self._net.add_filter(node_id, "send", f)

@@ -9,6 +9,7 @@ Filters draw randomness only from ``ctx.rng``, the cluster's seeded generator.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from typing import Callable, Iterable, List, Optional, Sequence
 
@@ -36,6 +37,15 @@ class Filter:
 
     #: Filters that cannot exist on a TCP stream (``fifo`` model) set this to False.
     fifo_ok = True
+    _network = None
+
+    def bind(self, network) -> None:
+        """Called once when installed: the network to notify of changes and to re-inject into."""
+        self._network = network
+
+    def holds(self) -> List["HoldFilter"]:
+        """The HoldFilters in this filter (itself, or wrapped), so a heal can release them."""
+        return []
 
     def filter(self, batch: List[Envelope], ctx: FilterContext) -> List[Envelope]:
         raise NotImplementedError
@@ -50,13 +60,14 @@ class Filter:
 
 
 def _check_rate(name: str, rate: float) -> float:
-    if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {rate!r}")
     return float(rate)
 
 
 def _check_seconds(name: str, seconds: float) -> float:
-    if not isinstance(seconds, (int, float)) or seconds < 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds < 0:
         raise ValueError(f"{name} must be >= 0 virtual seconds, got {seconds!r}")
     return float(seconds)
 
@@ -126,8 +137,18 @@ class ConditionalFilter(Filter):
         self.enabled = bool(enabled)
         self.fifo_ok = inner.fifo_ok
 
+    def bind(self, network) -> None:
+        super().bind(network)
+        self.inner.bind(network)
+
+    def holds(self):
+        return self.inner.holds()
+
     def switch(self, enabled: bool) -> None:
+        """Turn the inner filter on or off; a partition switched off lets its connections come back."""
         self.enabled = bool(enabled)
+        if self._network is not None:
+            self._network.refresh_links()
 
     def filter(self, batch, ctx):
         return self.inner.filter(batch, ctx) if self.enabled else batch
@@ -198,7 +219,6 @@ class HoldFilter(Filter):
         self.predicate = predicate
         self._held: List[Envelope] = []
         self._blocked_links: set = set()
-        self._network = None
 
     def _matches(self, e: Envelope, ctx: FilterContext) -> bool:
         if ctx.network_model == "fifo" and (e.src, e.dst) in self._blocked_links:
@@ -207,11 +227,14 @@ class HoldFilter(Filter):
             return False
         return self.predicate is None or bool(self.predicate(e))
 
+    def holds(self):
+        return [self]
+
     def filter(self, batch, ctx):
-        self._network = ctx.network
         out = []
         for e in batch:
             if self._matches(e, ctx):
+                e.held = ctx.direction
                 self._held.append(e)
                 self._blocked_links.add((e.src, e.dst))
             else:
@@ -223,7 +246,11 @@ class HoldFilter(Filter):
         return tuple(self._held)
 
     def release(self) -> int:
-        """Deliver everything held, in the order it was held; returns how many."""
+        """Let everything held go on, in the order it was held; returns how many.
+
+        Messages held on the send side then travel the link and pass the
+        receiver's filters as usual; those held on the receive side are delivered.
+        """
         held, self._held = self._held, []
         self._blocked_links.clear()
         if held:

@@ -32,6 +32,7 @@ class Envelope:
     sent_at: float
     delay: float = 0.0  # extra virtual seconds added by filters
     epoch: int = 0  # connection incarnation it was sent on (fifo model)
+    held: Optional[str] = None  # "send"/"recv" while a HoldFilter on that side keeps it
 
     @property
     def message(self) -> Dict[str, Any]:

@@ -196,8 +196,8 @@ def _probe_no_truncate(p: _Probe) -> bool:
 
 def _probe_commit_past_leader(p: _Probe) -> bool:
     p.make(_FOLLOWER, 1)
-    p.receive("b", _append_entries(1, (1, 0), [(2, 1), (3, 1)], 2))
-    return p.obj.raftCommitIndex == 3  # correct: min(leader commit 2, last index 3)
+    p.receive("b", _append_entries(1, (1, 0), [(2, 1), (3, 1)], 1))
+    return p.obj.raftCommitIndex == 3  # correct: min(leader commit 1, last index 3) = 1
 
 
 def _probe_commit_quorum_off_by_one(p: _Probe) -> bool:
@@ -375,13 +375,20 @@ _LIST = [
         name="commit_past_leader",
         title="A follower commits up to its last log index, past the leader's commit index",
         description=(
-            "When the leader's commit index advances, the follower sets its own commit index to its "
-            "last log index instead of min(leaderCommit, last index): it applies entries no majority "
-            "holds, which a later leader may replace.  Expected symptom: state_machine_safety (an index "
-            "committed with two different entries, or a commit index going back)."),
+            "On every append_entries the follower sets its commit index to its last log index instead "
+            "of min(leaderCommit, last index), i.e. it treats entries as committed on receipt: it "
+            "applies entries no majority holds, which a later leader may replace.  Expected symptom: "
+            "state_machine_safety (an index committed with two different entries, or a commit index "
+            "going back)."),
         method=_ON_MESSAGE,
-        old="self.__raftCommitIndex = min(leaderCommitIndex, self.__getCurrentLogIndex())",
-        new="self.__raftCommitIndex = self.__getCurrentLogIndex()  # MUTATION commit_past_leader",
+        old=("        if leaderCommitIndex > self.__raftCommitIndex:\n"
+             "            self.__raftCommitIndex = min(leaderCommitIndex, self.__getCurrentLogIndex())\n"),
+        new=("        if self.__getCurrentLogIndex() > self.__raftCommitIndex:  # MUTATION commit_past_leader\n"
+             "            self.__raftCommitIndex = self.__getCurrentLogIndex()\n"),
+        variants=((  # pysyncobj 0.3.11: no guard, the commit index is assigned on every append_entries
+            "self.__raftCommitIndex = min(leaderCommitIndex, self.__getCurrentLogIndex())",
+            "self.__raftCommitIndex = self.__getCurrentLogIndex()  # MUTATION commit_past_leader",
+        ),),
         probe=_probe_commit_past_leader,
     ),
     Mutation(

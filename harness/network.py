@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import math
 import pickle
 import random
 import zlib
@@ -28,7 +29,7 @@ from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from .events import EventQueue
-from .filters import Filter, FilterContext, HoldFilter
+from .filters import Filter, FilterContext
 from .messages import Envelope, message_type
 
 NETWORK_MODELS = ("fifo", "unreliable")
@@ -118,10 +119,15 @@ class SimNetwork:
                  on_delivered: Callable[[str], None], recent: int = 64) -> None:
         if model not in NETWORK_MODELS:
             raise ValueError(f"network must be one of {list(NETWORK_MODELS)}, got {model!r}")
-        lo, hi = latency
-        if not 0 <= lo <= hi:
+        try:
+            lo, hi = (float(x) for x in latency)
+            valid = math.isfinite(hi) and 0 <= lo <= hi
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
             raise ValueError(f"latency must be (min, max) with 0 <= min <= max virtual seconds, got {latency!r}")
-        if reconnect_delay < 0:
+        if not isinstance(reconnect_delay, (int, float)) or not math.isfinite(reconnect_delay) \
+                or reconnect_delay < 0:
             raise ValueError(f"reconnect_delay must be >= 0 virtual seconds, got {reconnect_delay!r}")
         self.model = model
         self._events = events
@@ -192,6 +198,7 @@ class SimNetwork:
         if self.model == "fifo" and not f.fifo_ok:
             raise ValueError(f"{type(f).__name__} needs network='unreliable': the fifo model "
                              "(pysyncobj's TCP contract) never duplicates or reorders")
+        f.bind(self)
         (ep.send_chain if direction == "send" else ep.recv_chain).append(f)
         self.refresh_links()
 
@@ -200,8 +207,8 @@ class SimNetwork:
         for nid in targets:
             ep = self._endpoints[nid]
             for f in ep.send_chain + ep.recv_chain:
-                if isinstance(f, HoldFilter):
-                    f.release()  # fifo: a held message cannot just vanish from a live TCP stream
+                for hold in f.holds():
+                    hold.release()  # fifo: a held message cannot just vanish from a live TCP stream
             ep.send_chain.clear()
             ep.recv_chain.clear()
         self.refresh_links()
@@ -331,9 +338,8 @@ class SimNetwork:
             before = batch
             batch = f.filter(list(before), ctx)
             kept = {id(e) for e in batch}
-            held = {id(e) for e in getattr(f, "_held", ())}
             for e in before:
-                if id(e) not in kept and id(e) not in held:
+                if id(e) not in kept and e.held is None:
                     self.dropped += 1
                     if self.model == "fifo":
                         self._reset(e.src, e.dst)
@@ -345,7 +351,10 @@ class SimNetwork:
         if ep is None or not ep.outbox:
             return
         batch, ep.outbox = ep.outbox, []
-        batch = self._apply_chain(ep.send_chain, src, "send", batch)
+        self._transmit(self._apply_chain(ep.send_chain, src, "send", batch))
+
+    def _transmit(self, batch: List[Envelope]) -> None:
+        """Put envelopes that passed their sender's filters on the wire."""
         lo, hi = self._latency
         now = self._clock.now()
         for env in batch:
@@ -382,8 +391,14 @@ class SimNetwork:
             self._events.at(at, self._deliver, env)
 
     def inject(self, envelopes: Sequence[Envelope]) -> None:
-        """Released messages (see HoldFilter) go straight to delivery, in order."""
+        """Messages a HoldFilter released, in order: send-side ones go on the wire (and through
+        the receiver's filters), receive-side ones to delivery."""
+        sent = [e for e in envelopes if e.held == "send"]
+        received = [e for e in envelopes if e.held != "send"]
         for env in envelopes:
+            env.held = None
+        self._transmit(sent)
+        for env in received:
             self._schedule_delivery(env, self._clock.now())
 
     def _deliver(self, env: Envelope) -> None:

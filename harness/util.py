@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import shutil
 import socket
@@ -96,7 +97,8 @@ def eventually(predicate: Callable[[], bool], timeout: float, *, cluster=None,
     With ``cluster`` time is virtual and the predicate is checked after every
     simulated event; otherwise it is polled every ``interval`` wall seconds.
     """
-    if timeout < 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+            or timeout < 0:
         raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
     if cluster is not None:
         if not cluster.run_until(predicate, timeout):

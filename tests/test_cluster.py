@@ -115,11 +115,13 @@ def test_partition_then_heal_minority_catches_up():
         minority = [leader, others(c, leader)[0]]
         majority = [n for n in c.node_ids if n not in minority]
         c.partition(minority, majority)
-        frozen = {n: c.state(n).commit_index for n in minority}
+        # The minority may still spread the old leader's commit index among itself, never beyond it.
+        ceiling = c.state(leader).commit_index
         for i in range(1, 6):
             c.must_put("k", f"v{i}")
         assert c.leader() in majority
-        assert {n: c.state(n).commit_index for n in minority} == frozen
+        assert all(c.state(n).commit_index <= ceiling for n in minority)
+        assert all(c.state(n).commit_index >= ceiling + 5 for n in majority)
         c.heal()
         assert c.run_until(lambda: _converged(c), 10)
         assert len({c.state(n).commit_index for n in c.node_ids}) == 1
@@ -238,6 +240,7 @@ def test_remove_node_disappears():
     """remove_node: once committed the node leaves node_ids, the others' membership, and the API."""
     with Cluster(nodes=3, seed=1) as c:
         leader = c.wait_leader()
+        c.must_put("k", 0)  # pysyncobj denies membership changes until the leader committed in its term
         gone = others(c, leader)[0]
         change = c.remove_node(gone)
         assert c.run_until(lambda: change.outcome != PENDING, 10) and change.outcome == OK
@@ -278,6 +281,70 @@ def test_readonly_node_replicates_but_never_votes_or_leads():
         more = roles_during(c, [ro], 5)
         assert roles[ro] | more[ro] == {"follower"}
         assert not c.node_errors
+
+
+def test_readonly_node_restart_catches_up():
+    """A crashed read-only node restarts (incarnation 2) and applies writes made while it was down."""
+    with Cluster(nodes=3, seed=2) as c:
+        c.wait_leader()
+        c.must_put("a", 1)
+        ro = c.add_readonly_node()
+        assert c.run_until(lambda: c.node(ro).local_get("a") == 1, 10)
+        c.crash(ro)
+        c.must_put("b", 2)
+        c.restart(ro)
+        assert c.incarnation(ro) == 2 and not c.state(ro).voter
+        assert c.run_until(lambda: c.node(ro).local_get("b") == 2, 10)
+        assert c.node(ro).local_get("a") == 1
+        assert not c.node_errors
+
+
+def test_filter_factories_cover_readonly_nodes_added_later():
+    """A factory installed before add_node/add_readonly_node is asked for filters for both new nodes."""
+    from harness.filters import FilterFactory
+
+    class Spy(FilterFactory):
+        def __init__(self):
+            self.asked = []
+
+        def generate(self, node_id, all_nodes):
+            self.asked.append(node_id)
+            return [DelayFilter(0.0)]
+
+    with Cluster(nodes=3, seed=2) as c:
+        c.wait_leader()
+        c.must_put("a", 1)
+        spy = Spy()
+        c.add_send_filter_factory(spy)
+        assert spy.asked == ["n1", "n2", "n3"]
+        new = c.add_node()
+        assert new in spy.asked
+        ro = c.add_readonly_node()
+        assert ro in spy.asked
+
+
+# --- client operations ------------------------------------------------------------------------
+
+def test_operation_outcomes_for_crashed_proposers():
+    """A write through a crashed node fails at once (NODE_DOWN); a write pending on a node that then
+    crashes becomes unknown (PROPOSER_CRASHED) with no completion time; acknowledged writes carry
+    the log index and term they were applied at."""
+    from harness.history import FAILED, UNKNOWN
+    with Cluster(nodes=3, seed=6) as c:
+        leader = c.wait_leader()
+        ok = c.must_put("a", 1)
+        assert ok.outcome == OK and ok.index is not None and ok.index >= 2 and ok.term == c.state(leader).term
+        follower = others(c, leader)[0]
+        c.crash(follower)
+        down = c.put("b", 2, via=follower)
+        assert (down.outcome, down.reason) == (FAILED, "NODE_DOWN")
+        c.isolate_node(leader)
+        pending = c.put("c", 3, via=leader)
+        c.run_for(0.5)
+        assert pending.outcome == PENDING
+        c.crash(leader)
+        assert (pending.outcome, pending.reason, pending.complete) == (UNKNOWN, "PROPOSER_CRASHED", None)
+        assert [o.outcome for o in c.history] == [OK, FAILED, UNKNOWN]
 
 
 # --- exceptions inside nodes ------------------------------------------------------------------
@@ -371,12 +438,14 @@ def _fd_count() -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
-def test_close_leaks_no_file_descriptors():
-    """A cluster that crashed/restarted nodes, changed membership and forced snapshots releases every
-    file descriptor it opened once closed."""
+@pytest.mark.parametrize("conf", [{}, {"appendEntriesUseBatch": False}], ids=["default", "no-batch-pipe"])
+def test_close_leaks_no_file_descriptors(conf):
+    """A cluster that crashed/restarted nodes, added and removed nodes and forced snapshots releases
+    every file descriptor it opened once closed (also with appendEntriesUseBatch=False, where
+    pysyncobj opens a pipe per node and never closes it itself)."""
     gc.collect()
     before = _fd_count()
-    with Cluster(nodes=3, seed=2) as c:
+    with Cluster(nodes=3, seed=2, **conf) as c:
         leader = c.wait_leader()
         c.must_put("a", 1)
         follower = others(c, leader)[0]
@@ -391,8 +460,55 @@ def test_close_leaks_no_file_descriptors():
         c.crash(leader)
         c.restart(leader)
         c.add_readonly_node()
-        c.add_node()
+        c.must_put("b", 2)  # a leader that committed in its term accepts membership changes
+        added = c.add_node()
         c.run_for(2)
+        change = c.remove_node(added)
+        assert c.run_until(lambda: change.outcome != PENDING, 10) and change.outcome == OK
         assert _fd_count() > before  # journals are open while the cluster lives
     gc.collect()
     assert _fd_count() == before
+
+
+# --- must_put / must_get liveness -------------------------------------------------------------
+
+def _guard_history(c, limit: int = 500) -> None:
+    """Fail loudly instead of looping forever if a client helper keeps proposing without end."""
+    invoke = c.history.invoke
+
+    def guarded(*a, **k):
+        if len(c.history) >= limit:
+            raise RuntimeError(f"guard: {limit} operations proposed, the client helper is looping")
+        return invoke(*a, **k)
+    c.history.invoke = guarded
+
+
+def test_must_put_without_quorum_raises_after_timeout():
+    """With both followers down no write can commit: must_put gives up with AssertionError once its
+    virtual timeout has passed (it neither loops forever nor returns), and must_get likewise."""
+    with Cluster(nodes=3, seed=1) as c:
+        leader = c.wait_leader()
+        for n in others(c, leader):
+            c.crash(n)
+        _guard_history(c)
+        start = c.now
+        with pytest.raises(AssertionError, match="did not commit within 3"):
+            c.must_put("k", 1, timeout=3)
+        assert start + 3 <= c.now
+        with pytest.raises(AssertionError, match="did not commit"):
+            c.must_get("k", timeout=2)
+
+
+def test_must_put_moves_on_from_a_deposed_leader():
+    """Right after the leader is cut into a minority, must_put's first attempt goes to that stale
+    leader and stalls; must_put must retry through the majority's new leader and succeed."""
+    with Cluster(nodes=5, seed=4) as c:
+        leader = c.wait_leader()
+        c.must_put("k", "v0")
+        minority = [leader, others(c, leader)[0]]
+        c.partition(minority, [n for n in c.node_ids if n not in minority])
+        _guard_history(c)
+        op = c.must_put("k", "v1", timeout=30)
+        assert op.via not in minority
+        assert c.history[len(c.history) - 1] is op and len(c.history) >= 3  # v0, stalled v1, v1
+        assert c.must_get("k") == "v1"

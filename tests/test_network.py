@@ -209,10 +209,8 @@ def test_unreliable_reorder_filter_reorders_a_link():
         assert c.must_get("x29") == 29
 
 
-# --- harness bugs -----------------------------------------------------------------------------
+# --- regressions of harness bugs found while writing these tests ----------------------------------
 
-@pytest.mark.xfail(strict=True, reason="harness bug: ConditionalFilter.switch() does not refresh fifo links, "
-                                       "so a cut switched off never reconnects")
 def test_fifo_conditional_partition_switched_off_reconnects():
     """Switching a ConditionalFilter(PartitionFilter) on cuts the link; switching it off should let the
     link come back after reconnect_delay like any heal, and the follower should catch up."""
@@ -232,8 +230,6 @@ def test_fifo_conditional_partition_switched_off_reconnects():
         assert _connected(c, follower, leader) and _connected(c, leader, follower)
 
 
-@pytest.mark.xfail(strict=True, reason="harness bug: messages released by a send-side HoldFilter skip the "
-                                       "receiver's recv chain (SimNetwork.inject goes straight to delivery)")
 @pytest.mark.parametrize("network", ["fifo", "unreliable"], ids=["fifo-net", "unreliable-net"])
 def test_released_messages_still_pass_receivers_recv_filters(network):
     """Held on the sender, then released: the receiver's recv filters must still see (and here, drop)
@@ -254,3 +250,22 @@ def test_released_messages_still_pass_receivers_recv_filters(network):
         delivered = {e.seq for _, e in c.recent_messages if e.dst == follower}
         assert held <= {e.seq for e in seen.envelopes}, "released messages bypassed the recv chain"
         assert held <= delivered
+
+
+def test_hold_filter_inside_conditional_filter_holds_without_cutting():
+    """ConditionalFilter(HoldFilter) must behave like the bare HoldFilter: the fifo connection stays up
+    while messages are held, nothing counts as dropped, and release() delivers them."""
+    with Cluster(nodes=3, seed=1) as c:
+        leader = c.wait_leader()
+        c.run_for(0.5)
+        follower = others(c, leader)[0]
+        hold = HoldFilter(types=["append_entries"], predicate=lambda e: e.dst == follower)
+        c.add_send_filter(leader, ConditionalFilter(hold))
+        c.run_for(0.3)
+        held = {e.seq for e in hold.held}
+        assert held
+        assert _connected(c, leader, follower), "holding a message cut the fifo connection"
+        assert c._net.dropped == 0
+        hold.release()
+        c.run_for(0.2)
+        assert held <= {e.seq for _, e in c.recent_messages}
