@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 
@@ -31,13 +31,16 @@ def _database():
     return DirectoryBasedExampleDatabase(where)
 
 
-_common = dict(deadline=None, print_blob=True, database=_database(),
+# No explain phase: on a state machine it re-runs the failing example hundreds of times
+# (minutes per failure) to list covered lines; the report already says what broke and where.
+_PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
+_common = dict(deadline=None, print_blob=True, database=_database(), phases=_PHASES,
                suppress_health_check=list(HealthCheck))
 settings.register_profile("dev", max_examples=25, stateful_step_count=30, **_common)
 settings.register_profile("ci", max_examples=60, stateful_step_count=40, derandomize=True,
                           **{**_common, "database": None})
 settings.register_profile("fuzz", max_examples=20_000, stateful_step_count=80, **_common)
-settings.register_profile("replay", max_examples=1, phases=[Phase.explicit, Phase.reuse], **_common)
+settings.register_profile("replay", max_examples=1, **{**_common, "phases": [Phase.explicit, Phase.reuse]})
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 

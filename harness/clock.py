@@ -4,17 +4,21 @@ pysyncobj reads time through ``pysyncobj.syncobj.monotonicTime`` and draws its
 election timeouts from ``pysyncobj.syncobj.random``.  While any simulated
 cluster is alive both names are replaced by dispatchers that forward to the
 clock and generator of the cluster currently running (see :func:`activate`),
-so a run is a pure function of the cluster's seed.  The originals come back
+so a run is a pure function of the cluster's seed.  (The one other wall-clock
+leak, the timestamp gzip writes into snapshot dumps, is pinned to 0.)  The originals come back
 when the last cluster closes, also when a cluster fails half-way through
 construction.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
+import gzip
 import math
 import random
 from typing import Iterator, List, Optional
 
+import pysyncobj.serializer as _serializer
 import pysyncobj.syncobj as _syncobj
 
 
@@ -84,12 +88,23 @@ class _RandomFacade:
         raise AttributeError(f"pysyncobj.syncobj used random.{name}, which the harness does not simulate")
 
 
+class _GzipWithoutWallClock:
+    """Stands in for the ``gzip`` module inside ``pysyncobj.serializer``.
+
+    gzip stamps the wall-clock time into every header it writes, which would
+    make snapshot bytes (and so the message trace) differ from run to run.
+    """
+
+    GzipFile = staticmethod(functools.partial(gzip.GzipFile, mtime=0))
+
+
 def acquire() -> None:
     """Install the dispatchers (reference counted: one call per live cluster)."""
     if _DISPATCH.users == 0:
-        _DISPATCH.saved = (_syncobj.monotonicTime, _syncobj.random)
+        _DISPATCH.saved = (_syncobj.monotonicTime, _syncobj.random, _serializer.gzip)
         _syncobj.monotonicTime = _DISPATCH.monotonic
         _syncobj.random = _RandomFacade()
+        _serializer.gzip = _GzipWithoutWallClock
     _DISPATCH.users += 1
 
 
@@ -99,7 +114,7 @@ def release() -> None:
         return
     _DISPATCH.users -= 1
     if _DISPATCH.users == 0:
-        _syncobj.monotonicTime, _syncobj.random = _DISPATCH.saved
+        _syncobj.monotonicTime, _syncobj.random, _serializer.gzip = _DISPATCH.saved
         _DISPATCH.saved = None
 
 
