@@ -1,9 +1,11 @@
 """Virtual time: pysyncobj's clock and random are patched exactly while clusters live."""
 from __future__ import annotations
 
+import gzip
 import random
 
 import pysyncobj.monotonic
+import pysyncobj.serializer as serializer
 import pysyncobj.syncobj as so
 import pytest
 
@@ -16,7 +18,8 @@ ORIGINAL_RANDOM = random
 
 
 def _restored() -> bool:
-    return so.monotonicTime is ORIGINAL_TIME and so.random is ORIGINAL_RANDOM and not clock.patched()
+    return (so.monotonicTime is ORIGINAL_TIME and so.random is ORIGINAL_RANDOM
+            and serializer.gzip is gzip and not clock.patched())
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +37,7 @@ def test_patched_while_alive_restored_on_close():
         assert clock.patched()
         assert so.monotonicTime is not ORIGINAL_TIME
         assert so.random is not ORIGINAL_RANDOM
+        assert serializer.gzip is not gzip  # dump headers get no wall-clock timestamp
         c.wait_leader()
     finally:
         c.close()
