@@ -11,7 +11,7 @@ from .filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFil
                       MessageTypeFilter, PartitionFilter, PartitionFilterFactory, PredicateFilter,
                       ReorderFilter)
 from .history import History, Operation
-from .invariants import SafetyChecker, SafetyViolation, Violation
+from .invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from .kv import KVStore
 from .linearizability import LinearizabilityResult, check_linearizable
 from .messages import MESSAGE_TYPES, Envelope
@@ -26,6 +26,6 @@ __all__ = [
     "MessageTypeFilter", "PartitionFilter", "PartitionFilterFactory", "PredicateFilter", "ReorderFilter",
     "Envelope", "MESSAGE_TYPES", "NETWORK_MODELS", "Entry", "NodeState",
     "History", "Operation", "LinearizabilityResult", "check_linearizable",
-    "SafetyChecker", "SafetyViolation", "Violation",
+    "SafetyChecker", "SafetyViolation", "LivenessViolation", "Violation",
     "alloc_port", "eventually", "retry", "temp_dir",
 ]
