@@ -367,7 +367,18 @@ class Cluster:
         self._slot(via, "via")
         return via
 
-    def _invoke(self, kind: str, key: Any, value: Any, via: Optional[str]) -> Operation:
+    def call(self, method: str, key: Any, *args: Any, via: Optional[str] = None) -> Operation:
+        """Propose ``method(key, *args)`` of the replicated object through ``via`` (default: the leader).
+
+        Any ``@replicated`` method of ``node_class`` works; the operation is
+        recorded with ``kind=method`` and ``value`` the argument (a tuple for
+        several), and its return value lands on ``result``.  Returns at once.
+        """
+        value = args[0] if len(args) == 1 else (tuple(args) or None)
+        return self._invoke(method, method, key, args, value, via)
+
+    def _invoke(self, kind: str, method_name: str, key: Any, args: tuple, value: Any,
+                via: Optional[str]) -> Operation:
         via = self._client_target(via)
         slot = self._slots[via]
         op = self.history.invoke(kind, key, value, via, self.now)
@@ -375,6 +386,9 @@ class Cluster:
         if obj is None:
             self._finish(op, FAILED, "NODE_DOWN")
             return op
+        method = getattr(obj, method_name, None)
+        if method is None or not getattr(method, "replicated", False):
+            raise ValueError(f"method must be a @replicated method of {type(obj).__name__}, got {method_name!r}")
 
         def on_result(result: Any, error: int) -> None:
             if op.outcome != PENDING:
@@ -383,6 +397,7 @@ class Cluster:
                 op.index = compat.applying_index(obj)
                 entry = compat.entries(obj, op.index, op.index)
                 op.term = entry[0].term if entry else None
+                op.result = result
                 if kind == READ:
                     op.value = result
                 self._finish(op, OK, None)
@@ -391,10 +406,8 @@ class Cluster:
             else:
                 self._finish(op, FAILED, _reason_name(error))
 
-        method = obj.set if kind == WRITE else obj.get
-        args = (key, value) if kind == WRITE else (key,)
         with self._active():
-            self._run_on(via, f"client {kind}", lambda: method(*args, callback=on_result))
+            self._run_on(via, f"client {method_name}", lambda: method(key, *args, callback=on_result))
         return op
 
     def _finish(self, op: Operation, outcome: str, reason: Optional[str]) -> None:
@@ -402,13 +415,14 @@ class Cluster:
 
     def put(self, key: Any, value: Any, via: Optional[str] = None) -> Operation:
         """Propose a write through ``via`` (default: the leader); returns its history entry at once."""
-        return self._invoke(WRITE, key, value, via)
+        return self._invoke(WRITE, "set", key, (value,), value, via)
 
     def get(self, key: Any, via: Optional[str] = None) -> Operation:
         """Propose a read through the log (linearizable); the value lands on the operation."""
-        return self._invoke(READ, key, None, via)
+        return self._invoke(READ, "get", key, (), None, via)
 
-    def _must(self, kind: str, key: Any, value: Any, timeout: float, attempt_timeout: float = 5.0) -> Operation:
+    def _must(self, propose: Callable[[str], Operation], what: str, timeout: float,
+              attempt_timeout: float = 5.0) -> Operation:
         """Propose through the current leader until one attempt commits.
 
         An attempt can stall for good (a deposed leader appended it at an
@@ -420,20 +434,24 @@ class Cluster:
         while self.now < deadline:
             if self.leader() is None and not self.run_until(lambda: self.leader() is not None, deadline - self.now):
                 break
-            attempt = last = self._invoke(kind, key, value, self.leader())
+            attempt = last = propose(self.leader())
             self.run_until(lambda: attempt.outcome != PENDING, min(attempt_timeout, deadline - self.now))
             if attempt.outcome == OK:
                 return attempt
             self.run_for(min(self.tick_interval, max(deadline - self.now, 0)))
-        raise AssertionError(f"{kind} {key!r} did not commit within {timeout} virtual seconds; last attempt: {last}")
+        raise AssertionError(f"{what} did not commit within {timeout} virtual seconds; last attempt: {last}")
 
     def must_put(self, key: Any, value: Any, timeout: float = 30.0) -> Operation:
         """Write through the leader, retrying until committed; AssertionError after ``timeout``."""
-        return self._must(WRITE, key, value, timeout)
+        return self._must(lambda via: self.put(key, value, via), f"write {key!r}", timeout)
 
     def must_get(self, key: Any, timeout: float = 30.0) -> Any:
         """Linearizable read through the leader, retrying until it commits."""
-        return self._must(READ, key, None, timeout).value
+        return self._must(lambda via: self.get(key, via), f"read {key!r}", timeout).value
+
+    def must_call(self, method: str, key: Any, *args: Any, timeout: float = 30.0) -> Operation:
+        """:meth:`call` through the leader, retrying until one attempt commits."""
+        return self._must(lambda via: self.call(method, key, *args, via=via), f"{method} {key!r}", timeout)
 
     # --- faults ----------------------------------------------------------------------------
     def add_send_filter(self, node_id: str, f: Filter) -> None:

@@ -27,12 +27,13 @@ class Operation:
     id: int
     kind: str  # WRITE or READ
     key: str
-    value: Any  # the value written, or the value a completed read returned
+    value: Any  # the value written (the argument, for other operations), or the value a read returned
     via: str  # node the client sent the request to
     invoke: float  # virtual time of the call
     complete: Optional[float] = None  # virtual time the outcome became known
     outcome: str = PENDING  # OK, FAILED, UNKNOWN or PENDING (still in flight)
     reason: Optional[str] = None  # pysyncobj FAIL_REASON name for failed/unknown
+    result: Any = None  # what the replicated method returned (OK operations)
     index: Optional[int] = None  # log index the write was applied at (OK writes)
     term: Optional[int] = None  # term of that log entry
 

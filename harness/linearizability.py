@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Tuple
 
 from .history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, Operation
 
@@ -55,24 +55,48 @@ class LinearizabilityResult:
         return self.ok
 
 
-def check_linearizable(
-    history: Iterable[Operation], initial: Any = None, max_states: int = 1_000_000
-) -> LinearizabilityResult:
-    """Check that ``history`` is linearizable as a set of registers starting at ``initial``.
+class Model:
+    """A sequential specification of the object behind one key, for :func:`check_linearizable`.
 
-    Keys are checked in sorted order and the first violating key is reported.
-    Raises ``RuntimeError`` if one key's search needs more than ``max_states``
-    memoized configurations (so a pathological history fails loudly instead of
-    hanging), and ``ValueError`` for malformed operations.
+    ``step`` applies one operation to a state and returns ``(possible, next
+    state)``; ``possible`` is False when the operation cannot have happened in
+    that state (its observed ``result`` disagrees).  An operation whose outcome
+    is not ``ok`` has no result to check and must be accepted with its effect.
+    States must be hashable: the search memoizes them.
+    """
+
+    def initial(self) -> Hashable:
+        raise NotImplementedError
+
+    def step(self, state: Hashable, op: Operation) -> Tuple[bool, Hashable]:
+        raise NotImplementedError
+
+
+def check_linearizable(
+    history: Iterable[Operation], initial: Any = None, max_states: int = 1_000_000,
+    model: Optional[Model] = None,
+) -> LinearizabilityResult:
+    """Check that ``history`` is linearizable, key by key.
+
+    Without ``model`` each key is a register starting at ``initial`` (writes
+    and reads, with a search specialised for them); with ``model`` each key is
+    an object of that sequential specification.  Keys are checked in sorted
+    order and the first violating key is reported.  Raises ``RuntimeError`` if
+    one key's search needs more than ``max_states`` memoized configurations (so
+    a pathological history fails loudly instead of hanging), and
+    ``ValueError`` for malformed operations.
     """
     by_key: Dict[str, List[Operation]] = {}
     for op in history:
-        _validate(op)
+        _validate(op, registers=model is None)
         by_key.setdefault(op.key, []).append(op)
 
-    for key in sorted(by_key):
+    for key in sorted(by_key, key=repr):
         ops = sorted(by_key[key], key=lambda o: (o.invoke, o.id))
-        problem = _check_key(key, ops, initial, max_states)
+        if model is None:
+            problem = _check_key(key, ops, initial, max_states)
+        else:
+            problem = _check_key_model(key, ops, model, max_states)
         if problem is not None:
             return LinearizabilityResult(False, key, tuple(ops), problem)
     total = sum(len(ops) for ops in by_key.values())
@@ -81,8 +105,8 @@ def check_linearizable(
     )
 
 
-def _validate(op: Operation) -> None:
-    if op.kind not in (WRITE, READ):
+def _validate(op: Operation, registers: bool) -> None:
+    if registers and op.kind not in (WRITE, READ):
         raise ValueError(f"operation {op.id}: unknown kind {op.kind!r}")
     if op.outcome not in _OUTCOMES:
         raise ValueError(f"operation {op.id}: unknown outcome {op.outcome!r}")
@@ -215,6 +239,97 @@ def _check_key(key: str, all_ops: List[Operation], initial: Any, max_states: int
                 break
         entry, reads_only = nxt[call], False
     return None
+
+
+def _check_key_model(key: str, all_ops: List[Operation], model: Model, max_states: int) -> Optional[str]:
+    """Wing & Gong with Lowe's memoization for an arbitrary sequential model.
+
+    The same event list as :func:`_check_key`, without the register-only
+    shortcuts: at each call entry the op is linearized if the model accepts
+    it; the return of an op not yet linearized forces a backtrack.  Failed ops
+    are left out; ops of unknown outcome return at +inf, so they may be
+    linearized anywhere after their call or never.
+    """
+    ops = [op for op in all_ops if op.outcome != FAILED]
+    n = len(ops)
+    required = [op.outcome == OK for op in ops]
+    events = sorted([(op.invoke, 0, i) for i, op in enumerate(ops)]
+                    + [(op.complete if required[i] else math.inf, 1, i) for i, op in enumerate(ops)])
+    op_of = [-1] + [i for _, _, i in events]
+    is_call = [False] + [kind == 0 for _, kind, _ in events]
+    ret_entry = [0] * n
+    for entry, (_, kind, i) in enumerate(events, start=1):
+        if kind == 1:
+            ret_entry[i] = entry
+    nxt = list(range(1, 2 * n + 1)) + [0]
+    prv = [2 * n] + list(range(0, 2 * n))
+
+    def lift(call: int) -> None:
+        for e in (call, ret_entry[op_of[call]]):
+            nxt[prv[e]] = nxt[e]
+            prv[nxt[e]] = prv[e]
+
+    def unlift(call: int) -> None:
+        for e in (ret_entry[op_of[call]], call):
+            nxt[prv[e]] = e
+            prv[nxt[e]] = e
+
+    state = model.initial()
+    linearized, remaining = 0, sum(required)
+    stack: List[Tuple[int, Any]] = []
+    cache = set()
+    deepest: Optional[Tuple[List[Operation], Any, Operation]] = None
+    entry = nxt[0]
+    while remaining:
+        i = op_of[entry]
+        if is_call[entry]:
+            possible, after = model.step(state, ops[i])
+            bits = linearized | (1 << i)
+            if possible and (bits, after) not in cache:
+                cache.add((bits, after))
+                if len(cache) > max_states:
+                    raise RuntimeError(f"linearizability search too large for key {key!r} ({n} ops): "
+                                       f"more than max_states={max_states} configurations explored")
+                stack.append((entry, state))
+                state, linearized = after, bits
+                remaining -= required[i]
+                lift(entry)
+                entry = nxt[0]
+                continue
+            entry = nxt[entry]
+            continue
+        if deepest is None or len(stack) > len(deepest[0]):
+            deepest = ([ops[op_of[c]] for c, _ in stack], state, ops[i])
+        if not stack:
+            prefix, at, blocked = deepest
+            lines = [f"key {key!r} is not linearizable under {type(model).__name__} "
+                     f"({n} operations considered).",
+                     f"Longest linearizable prefix found ({len(prefix)} ops), ending in state {at!r}:"]
+            lines += [f"  {op}" for op in prefix] or ["  (empty)"]
+            lines.append(f"No ordering lets {blocked} take effect before it returned.")
+            return "\n".join(lines)
+        call, state = stack.pop()
+        j = op_of[call]
+        linearized &= ~(1 << j)
+        remaining += required[j]
+        unlift(call)
+        entry = nxt[call]
+    return None
+
+
+class RegisterModel(Model):
+    """A read/write register, the model :func:`check_linearizable` uses when given none."""
+
+    def __init__(self, initial: Hashable = None) -> None:
+        self._initial = initial
+
+    def initial(self) -> Hashable:
+        return self._initial
+
+    def step(self, state, op):
+        if op.kind == WRITE:
+            return True, op.value
+        return op.kind == READ and (op.outcome != OK or op.value == state), state
 
 
 def _explain(

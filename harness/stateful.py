@@ -21,7 +21,7 @@ from .filters import (DelayFilter, DropPacketFilter, DuplicateFilter, HoldFilter
 from .history import OK, PENDING, UNKNOWN
 from .invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from .kv import KVStore
-from .linearizability import check_linearizable
+from .linearizability import Model, check_linearizable
 from .messages import MESSAGE_TYPES
 from .report import describe
 
@@ -45,6 +45,9 @@ class RaftMachine(RuleBasedStateMachine):
 
     network = "fifo"
     node_class = KVStore
+    #: Sequential model of one key of ``node_class`` for the linearizability check;
+    #: None: each key is a register (``set``/``get``).
+    model: Optional[Model] = None
     pysyncobj_conf: Dict[str, Any] = {}
     #: Virtual seconds the cluster runs after each rule's action.
     step_time = 0.25
@@ -77,8 +80,16 @@ class RaftMachine(RuleBasedStateMachine):
         subset of rules Hypothesis' swarm testing enabled for this example."""
         leader = self.cluster.leader()
         if leader is not None:
-            self.cluster.put(KEYS[self._next_value % len(KEYS)], self._value(), via=leader)
+            self.background_operation(leader)
         self.cluster.run_for(self.step_time)
+
+    def background_operation(self, leader: str) -> None:
+        """One client operation per step through the leader; override for another ``node_class``."""
+        self.cluster.put(KEYS[self._next_value % len(KEYS)], self._value(), via=leader)
+
+    def liveness_probe(self, timeout: float) -> None:
+        """Commit one operation through the leader or raise AssertionError; override with ``model``."""
+        self.cluster.must_put("liveness", self._value(), timeout=timeout)
 
     def _fail(self, exc: AssertionError) -> None:
         self._failed = True
@@ -133,14 +144,14 @@ class RaftMachine(RuleBasedStateMachine):
             if not c.is_up(node_id):
                 c.restart(node_id)
         try:
-            c.must_put("liveness", self._value(), timeout=self.liveness_timeout)
+            self.liveness_probe(self.liveness_timeout)
         except AssertionError as e:
             self._fail(LivenessViolation(
                 f"liveness: healed cluster with every node up did not commit a write within "
                 f"{self.liveness_timeout} virtual seconds ({e})\n{describe(c)}"))
 
     def _check_linearizable(self) -> None:
-        result = check_linearizable(self.cluster.history)
+        result = check_linearizable(self.cluster.history, model=self.model)
         if not result.ok:
             self._fail(SafetyViolation([Violation("linearizability", result.explanation)],
                                        describe(self.cluster)))

@@ -20,9 +20,10 @@ def _heal_and_settle(machine, seconds: float = 5.0) -> None:
 
 
 class SeededFifo(RaftMachine):
-    """RaftMachine on the fifo network (pysyncobj's TCP contract), safety only."""
+    """RaftMachine on the fifo network (pysyncobj's TCP contract), safety only, no forced snapshots."""
 
     network = "fifo"
+    snapshot = None
 
     def _check_liveness(self) -> None:
         _heal_and_settle(self)

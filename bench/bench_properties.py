@@ -1,0 +1,699 @@
+"""Property benchmark: what checking, sharding and seeded bugs cost, measured side by side in one run.
+
+1. Invariant overhead.  One deterministic sequence of steps (seeded
+   ``random.Random``: a 3-5 node ``harness.Cluster``; client writes through the
+   leader, partitions, heals, crashes, restarts, forced snapshots; ``run_for(0.25)``
+   after each) is executed, interleaved, in three modes: ``check`` (after every
+   step ``SafetyChecker.step(cluster.observe(), completed ops, cluster.node_errors)``),
+   ``observe`` (only ``cluster.observe()``) and ``none``.  Every run must have the
+   same ``trace_digest()``.  Target: check wall / observe wall <= 1.3.
+2. Invariant cost over a long run.  A 3-node cluster, a write every step, a
+   forced snapshot every 25 steps (rotating over the nodes); ``SafetyChecker.step``
+   alone is timed on every step.  Mean (and median) per step in a window around
+   step 50 and around step N (default 5,000).  Target: ratio ~1 (flat).
+3. pytest-xdist scaling of the properties: ``python -m pytest properties/ -q
+   -p no:logging --hypothesis-profile=ci -n 1`` and ``-n 2`` as subprocesses,
+   interleaved.  ``properties/test_raft.py`` makes one shard per worker and
+   splits max_examples between them, so both runs execute the same number of
+   examples; examples = sum of Hypothesis' "N passing, M failing, and K invalid
+   test cases" over shards and phases (``--hypothesis-show-statistics``).
+   Examples/second = examples / subprocess wall.  Target: -n 2 / -n 1 >= 1.7.
+4. Seeded bugs (if ``harness/mutations.py`` exists).  For every mutation, the
+   fifo ``RaftMachine`` runs under ``inject(name)``, in two parallel worker
+   processes (mirroring ``-n 2``), each walking its own Hypothesis seeds
+   (``hypothesis.seed``, ``derandomize=False``, no database, generate phase
+   only), until the first failure.  Unmodified pysyncobj has real bugs the fifo
+   machine finds too (FINDINGS.md), so every failure's example is replayed
+   (``@reproduce_failure``) without the mutation: if it fails there as well it
+   is a *baseline* failure and that worker moves on to its next seed.  Reported:
+   median fuzzing seconds to the first mutation-specific failure, median seconds
+   to the first failure of any kind, and the shrunk counterexample length of one
+   run with shrinking on (rule steps, ``start_cluster`` and ``teardown`` not
+   counted).  A control row fuzzes unmodified pysyncobj the same way.
+
+No timing is asserted: the script prints numbers and whether each target is met.
+
+Run: python bench/bench_properties.py [--quick] [--skip-xdist] [--skip-mutations] [--no-control]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import io
+import logging
+import math
+import multiprocessing as mp
+import os
+import queue as queue_module
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from harness import Cluster, SafetyChecker, SafetyViolation
+from harness.stateful import RaftMachine
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _walls(runs: Sequence[dict], fmt: str) -> str:
+    return ", ".join(fmt.format(r["wall"]) for r in runs)
+
+
+# ==========================================================================================
+# 1. Invariants on vs off, same steps
+# ==========================================================================================
+STEP_KINDS = ("write", "partition", "heal", "crash", "restart", "snapshot")
+STEP_WEIGHTS = (55, 9, 9, 8, 9, 10)
+KEYS = ("a", "b", "c")
+
+
+def make_steps(seed: int, count: int) -> Tuple[int, List[tuple]]:
+    """Cluster size and ``count`` abstract steps; node choices are resolved against the live cluster."""
+    rng = random.Random(seed)
+    nodes = rng.randint(3, 5)
+    steps = []
+    for kind in rng.choices(STEP_KINDS, STEP_WEIGHTS, k=count):
+        if kind == "write":
+            steps.append((kind, rng.choice(KEYS)))
+        elif kind == "partition":
+            steps.append((kind, tuple(sorted(rng.sample(range(nodes), rng.randint(1, nodes - 1))))))
+        elif kind == "heal":
+            steps.append((kind, None))
+        else:  # crash / restart / snapshot: which node, among those it applies to
+            steps.append((kind, rng.randrange(1 << 16)))
+    return nodes, steps
+
+
+def apply_step(c: Cluster, step: tuple, value: int) -> None:
+    kind, arg = step
+    ids = c.node_ids
+    if kind == "write":
+        leader = c.leader()
+        if leader is not None:
+            c.put(arg, value, via=leader)
+    elif kind == "partition":
+        a = [ids[i] for i in arg]
+        c.partition(a, [n for n in ids if n not in a])
+    elif kind == "heal":
+        c.clear_all_filters()
+    elif kind == "crash":
+        up = c.up_ids()
+        if up and len(ids) - len(up) < (len(ids) - 1) // 2:  # keep a majority up so writes go on
+            c.crash(up[arg % len(up)])
+    elif kind == "restart":
+        down = [n for n in ids if not c.is_up(n)]
+        if down:
+            c.restart(down[arg % len(down)])
+    elif kind == "snapshot":
+        up = c.up_ids()
+        if up:
+            c.force_snapshot(up[arg % len(up)])
+    c.run_for(0.25)
+
+
+def run_sequence(seed: int, nodes: int, steps: List[tuple], mode: str) -> dict:
+    """Run ``steps`` on a fresh cluster; ``mode`` is "check", "observe" or "none".  Times the steps only."""
+    violations: List[str] = []
+    with Cluster(nodes, seed) as c:
+        checker = SafetyChecker()
+        cursor = 0
+        start = time.perf_counter()
+        for i, step in enumerate(steps):
+            apply_step(c, step, i)
+            if mode == "check":
+                completed, cursor = c.history.completed_since(cursor)
+                try:
+                    checker.step(c.observe(), completed, c.node_errors)
+                except SafetyViolation as v:  # a real pysyncobj bug on this sequence: note it, keep going
+                    violations.append(f"step {i}: {str(v).splitlines()[0]}")
+            elif mode == "observe":
+                c.observe()
+        wall = time.perf_counter() - start
+        return dict(wall=wall, digest=c.trace_digest(), violations=violations, ops=len(c.history),
+                    delivered=c.messages_delivered, crashes=c.stats["crashes"],
+                    snapshots=c.stats["snapshots_forced"])
+
+
+def bench_invariant_overhead(seed: int, count: int, repeat: int) -> dict:
+    nodes, steps = make_steps(seed, count)
+    modes = ("check", "observe", "none")
+    runs: Dict[str, List[dict]] = {m: [] for m in modes}
+    for r in range(repeat):  # interleaved, rotating which mode goes first
+        order = modes[r % 3:] + modes[:r % 3]
+        for m in order:
+            runs[m].append(run_sequence(seed, nodes, steps, m))
+    digests = {run["digest"] for m in modes for run in runs[m]}
+    wall = {m: _median([run["wall"] for run in runs[m]]) for m in modes}
+    first = runs["check"][0]
+    print(f"[1] invariants on vs off: seed={seed}, {nodes} nodes, {count} steps "
+          f"(kinds: {', '.join(f'{k}={sum(s[0] == k for s in steps)}' for k in STEP_KINDS)}), "
+          f"repeat={repeat}, medians")
+    print(f"    workload: {first['ops']} client ops, {first['delivered']} messages delivered, "
+          f"{first['crashes']} crashes, {first['snapshots']} forced snapshots")
+    for m in modes:
+        print(f"    {m:<8} wall {wall[m]:.3f}s  {count / wall[m]:8.1f} steps/s   "
+              f"(runs: {_walls(runs[m], '{:.3f}')})")
+    same = len(digests) == 1
+    print(f"    trace digest {'identical in all ' + str(3 * repeat) + ' runs' if same else 'DIFFERS between runs'}: "
+          f"{sorted(digests)[0] if same else sorted(digests)}")
+    if first["violations"]:
+        print(f"    NOTE: pysyncobj broke a safety property on this sequence ({len(first['violations'])} "
+              f"step(s), checking went on): {first['violations'][0]}")
+    ratio = wall["check"] / wall["observe"]
+    print(f"    check/observe wall ratio {ratio:.3f}  (target <= 1.3);  check/none {wall['check'] / wall['none']:.3f}")
+    return dict(ratio=ratio, ratio_none=wall["check"] / wall["none"], same_digest=same,
+                digest=sorted(digests)[0], steps_per_s={m: count / wall[m] for m in modes})
+
+
+# ==========================================================================================
+# 2. Invariant time per step, early vs late in one long run
+# ==========================================================================================
+def long_run(seed: int, total: int, snapshot_every: int) -> dict:
+    times: List[float] = []
+    extents: List[Tuple[int, int]] = []  # per step: (longest live log, committed indexes remembered)
+    violations = 0
+    with Cluster(3, seed) as c:
+        c.wait_leader()
+        checker = SafetyChecker()
+        cursor = 0
+        for i in range(1, total + 1):
+            leader = c.leader()
+            if leader is not None:
+                c.put(KEYS[i % 3], i, via=leader)
+            if i % snapshot_every == 0:
+                up = c.up_ids()
+                c.force_snapshot(up[(i // snapshot_every) % len(up)])
+            c.run_for(0.25)
+            completed, cursor = c.history.completed_since(cursor)
+            states = c.observe()
+            t = time.perf_counter()
+            try:
+                checker.step(states, completed, c.node_errors)
+            except SafetyViolation:
+                violations += 1
+            times.append(time.perf_counter() - t)
+            extents.append((max(s.last_index - s.first_index + 1 for s in states if s.up),
+                            len(checker.logs.committed)))
+        committed = sum(op.outcome == "ok" for op in c.history)
+    return dict(times=times, extents=extents, violations=violations, committed=committed, ops=len(c.history))
+
+
+def bench_long_run(seed: int, late: int, half: int, snapshot_every: int, repeat: int) -> dict:
+    early = 50
+    total = late + half
+    lo_e, hi_e = early - half, early + half  # window steps [lo, hi], 1-based
+    lo_l, hi_l = late - half, late + half
+    rows = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        r = long_run(seed, total, snapshot_every)
+        wall = time.perf_counter() - start
+        e = r["times"][lo_e - 1:hi_e]
+        l_ = r["times"][lo_l - 1:hi_l]
+        rows.append(dict(wall=wall, mean_e=statistics.fmean(e), mean_l=statistics.fmean(l_),
+                         med_e=statistics.median(e), med_l=statistics.median(l_),
+                         ext_e=r["extents"][early - 1], ext_l=r["extents"][late - 1],
+                         violations=r["violations"], committed=r["committed"], ops=r["ops"]))
+    mean_e = _median([x["mean_e"] for x in rows])
+    mean_l = _median([x["mean_l"] for x in rows])
+    med_e = _median([x["med_e"] for x in rows])
+    med_l = _median([x["med_l"] for x in rows])
+    x = rows[0]
+    print(f"[2] SafetyChecker.step per step, one long run: 3 nodes, seed={seed}, {total} steps, a write every "
+          f"step, force_snapshot every {snapshot_every} steps; repeat={repeat} (median over runs)")
+    print(f"    run wall {_walls(rows, '{:.1f}s')}; {x['committed']}/{x['ops']} writes "
+          f"committed; longest log at step {early}: {x['ext_e'][0]} entries, at step {late}: {x['ext_l'][0]} "
+          f"entries; committed indexes remembered by the checker: {x['ext_e'][1]} -> {x['ext_l'][1]}")
+    if x["violations"]:
+        print(f"    NOTE: {x['violations']} step(s) raised SafetyViolation (a pysyncobj bug), timing kept")
+    print(f"    steps {lo_e}-{hi_e}: mean {mean_e * 1e6:7.1f} us  median {med_e * 1e6:7.1f} us")
+    print(f"    steps {lo_l}-{hi_l}: mean {mean_l * 1e6:7.1f} us  median {med_l * 1e6:7.1f} us")
+    print(f"    late/early ratio: mean {mean_l / mean_e:.2f}, median {med_l / med_e:.2f}  (target ~1, flat)")
+    return dict(mean_e=mean_e, mean_l=mean_l, ratio=mean_l / mean_e, med_ratio=med_l / med_e,
+                early=(lo_e, hi_e), late=(lo_l, hi_l))
+
+
+# ==========================================================================================
+# 3. pytest-xdist -n 2 vs -n 1
+# ==========================================================================================
+_COUNTS = re.compile(r"(\d+) passing, (\d+) failing, and (\d+) invalid test cases")
+_PHASE = re.compile(r"during \w+ phase \(([\d.]+) seconds\)")
+_TEST = re.compile(r"^(\S+::\S+):\s*$")
+
+
+def run_pytest(workers: int, profile: str, timeout: float) -> dict:
+    cmd = [sys.executable, "-m", "pytest", "properties/", "-q", "-p", "no:logging",
+           f"--hypothesis-profile={profile}", "-n", str(workers), "--hypothesis-show-statistics"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    out = proc.stdout + proc.stderr
+    examples = failing = 0
+    shard_seconds: Dict[str, float] = {}
+    current = None
+    for line in out.splitlines():
+        m = _TEST.match(line)
+        if m:
+            current = m.group(1)
+            shard_seconds.setdefault(current, 0.0)
+            continue
+        m = _PHASE.search(line)
+        if m and current is not None:
+            shard_seconds[current] += float(m.group(1))
+        m = _COUNTS.search(line)
+        if m:
+            examples += sum(int(g) for g in m.groups())
+            failing += int(m.group(2))
+    failed_tests = re.findall(r"^FAILED (\S+)", out, re.M)
+    error_lines = [ln[1:].strip() for ln in out.splitlines() if ln.startswith("E ") and ln[1:].strip()]
+    return dict(cmd=" ".join(cmd[1:]), wall=wall, rc=proc.returncode, examples=examples, failing=failing,
+                shards=len(shard_seconds), in_test=shard_seconds, failed_tests=failed_tests,
+                first_error=error_lines[0] if error_lines else None, tail=out[-2000:])
+
+
+def bench_xdist(repeat: int, profile: str, timeout: float) -> dict:
+    runs: Dict[int, List[dict]] = {1: [], 2: []}
+    for r in range(repeat):  # interleaved, alternating which goes first
+        for n in ((1, 2) if r % 2 == 0 else (2, 1)):
+            runs[n].append(run_pytest(n, profile, timeout))
+    print(f"[3] pytest-xdist: python -m pytest properties/ -q -p no:logging --hypothesis-profile={profile} "
+          f"-n N --hypothesis-show-statistics; repeat={repeat}, interleaved, medians")
+    res = {}
+    for n in (1, 2):
+        rs = runs[n]
+        for x in rs:
+            if x["rc"] not in (0, 1) or x["examples"] == 0:
+                print(f"    -n {n}: pytest exited {x['rc']} with {x['examples']} examples counted; output tail:\n"
+                      + "\n".join("      " + ln for ln in x["tail"].splitlines()[-25:]))
+            elif x["rc"] == 1:
+                print(f"    -n {n}: FAILED (the fuzzer found a failure; its examples are still counted): "
+                      f"{', '.join(x['failed_tests']) or '?'}: {x['first_error']}")
+        good = [x for x in rs if x["examples"]]
+        eps = [x["examples"] / x["wall"] for x in good]
+        # in-test seconds of the busiest worker: -n 1 runs every shard in one worker, -n 2 one shard per worker
+        busy = [(sum(x["in_test"].values()) if n == 1 else max(x["in_test"].values(), default=float("nan")))
+                for x in good]
+        res[n] = dict(wall=_median([x["wall"] for x in good]), eps=_median(eps),
+                      examples=[x["examples"] for x in good], shards=[x["shards"] for x in good],
+                      busy=_median(busy), busy_eps=_median([x["examples"] / b for x, b in zip(good, busy) if b]),
+                      failed=sum(x["rc"] == 1 for x in rs))
+        print(f"    -n {n}: wall {res[n]['wall']:.2f}s  examples {res[n]['examples']} over {res[n]['shards'][0] if good else '?'} "
+              f"shard(s)  {res[n]['eps']:.2f} examples/s   (runs: {_walls(rs, '{:.2f}s')}); "
+              f"in-test seconds of the busiest worker {res[n]['busy']:.2f}s")
+    ratio = res[2]["eps"] / res[1]["eps"]
+    busy_ratio = res[2]["busy_eps"] / res[1]["busy_eps"]
+    overhead = {n: res[n]["wall"] - res[n]["busy"] for n in (1, 2)}
+    print(f"    examples/s -n 2 / -n 1 (subprocess wall): {ratio:.2f}  (target >= 1.7 on 2 cores, "
+          f"{os.cpu_count()} here)")
+    print(f"    same ratio on in-test seconds only (no pytest/xdist start-up): {busy_ratio:.2f}; "
+          f"fixed cost outside the tests: -n 1 {overhead[1]:.2f}s, -n 2 {overhead[2]:.2f}s")
+    return dict(ratio=ratio, busy_ratio=busy_ratio, res=res)
+
+
+# ==========================================================================================
+# 4. Seeded bugs: time to detect, shrunk length
+# ==========================================================================================
+_FIRST_FAIL: List[float] = []
+
+
+class FifoRaft(RaftMachine):
+    """The fifo state machine of properties/test_raft.py, noting when it first fails (for timing only)."""
+
+    network = "fifo"
+
+    def _fail(self, exc: AssertionError) -> None:
+        _FIRST_FAIL.append(time.perf_counter())
+        super()._fail(exc)
+
+
+def _machine_settings(step_count: int, shrink: bool, max_examples: int = 10 ** 8):
+    from hypothesis import HealthCheck, Phase, settings
+
+    return settings(max_examples=max_examples, stateful_step_count=step_count, derandomize=False,
+                    database=None, deadline=None, print_blob=True, report_multiple_bugs=False,
+                    suppress_health_check=list(HealthCheck),
+                    phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate])
+
+
+def _run_machine(mutation: Optional[str], seed_value: Optional[int], step_count: int, shrink: bool,
+                 reproduce: Optional[Tuple[str, bytes]] = None) -> Optional[BaseException]:
+    """``run_state_machine_as_test`` on FifoRaft (via ``get_state_machine_test``, its one-line core,
+    so ``@seed`` / ``@reproduce_failure`` can be applied); returns the exception or None."""
+    from hypothesis import reproduce_failure, seed
+    from hypothesis.stateful import get_state_machine_test
+
+    test = get_state_machine_test(FifoRaft, settings=_machine_settings(step_count, shrink))
+    if seed_value is not None:
+        seed(seed_value)(test)
+    if reproduce is not None:
+        reproduce_failure(*reproduce)(test)
+    ctx = contextlib.nullcontext()
+    if mutation is not None:
+        from harness.mutations import inject
+
+        ctx = inject(mutation)
+    try:
+        with ctx:
+            test()
+    except BaseException as e:  # noqa: BLE001 - every failure is a result here
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return e
+    return None
+
+
+def _notes(exc: BaseException) -> List[str]:
+    notes = list(getattr(exc, "__notes__", []))
+    for sub in getattr(exc, "exceptions", ()):  # an exception group
+        notes.extend(getattr(sub, "__notes__", []))
+    return notes
+
+
+def _blob(exc: BaseException) -> Optional[Tuple[str, bytes]]:
+    m = re.search(r"@reproduce_failure\((.*?)\) as a decorator", "\n".join(_notes(exc)), re.S)
+    return ast.literal_eval("(" + m.group(1) + ")") if m else None
+
+
+def _signature(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:110] if text else ''}"
+
+
+def _fails_unmutated(blob: Optional[Tuple[str, bytes]], step_count: int) -> Optional[bool]:
+    """Replay one example without any mutation: does unmodified pysyncobj fail it too?"""
+    from hypothesis.errors import DidNotReproduce
+
+    if blob is None:
+        return None
+    exc = _run_machine(None, None, step_count, shrink=False, reproduce=blob)
+    return exc is not None and not isinstance(exc, DidNotReproduce)
+
+
+def _quiet_worker() -> None:
+    logging.disable(logging.CRITICAL)  # pysyncobj logs "truncating already-applied log entries" etc.
+    sys.stdout = open(os.devnull, "w")
+
+
+def _detect_worker(mutation: Optional[str], seed0: int, stride: int, step_count: int, q, wid: int) -> None:
+    """Fuzz seeds seed0, seed0+stride, ... until a failure unmodified pysyncobj does not have."""
+    try:
+        _quiet_worker()
+        import harness.mutations  # noqa: F401  (import cost outside the timing)
+
+        q.put(("ready", wid))
+        fuzz = 0.0
+        first_any = None
+        for k in range(10 ** 9):
+            s = seed0 + k * stride
+            del _FIRST_FAIL[:]
+            t = time.perf_counter()
+            exc = _run_machine(mutation, s, step_count, shrink=False)
+            end = time.perf_counter()
+            if exc is None:  # max_examples exhausted without a failure
+                fuzz += end - t
+                continue
+            fuzz += (_FIRST_FAIL[0] if _FIRST_FAIL else end) - t
+            first_any = fuzz if first_any is None else first_any
+            sig = _signature(exc)
+            if mutation is not None and _fails_unmutated(_blob(exc), step_count):
+                q.put(("baseline", wid, s, fuzz, sig))
+                continue
+            q.put(("detected", wid, s, fuzz, first_any, sig))
+            return
+    except BaseException as e:  # noqa: BLE001
+        import traceback
+
+        q.put(("error", wid, f"{type(e).__name__}: {e}\n{traceback.format_exc()[-1500:]}"))
+
+
+def _rule_names() -> set:
+    return {n for n in dir(FifoRaft) if hasattr(getattr(FifoRaft, n, None), "hypothesis_stateful_rule")}
+
+
+def _shrink_worker(mutation: Optional[str], seed_value: int, step_count: int, q) -> None:
+    try:
+        _quiet_worker()
+        t = time.perf_counter()
+        exc = _run_machine(mutation, seed_value, step_count, shrink=True)
+        wall = time.perf_counter() - t
+        if exc is None:
+            q.put(("shrunk", mutation, dict(ok=False, why="no failure with this seed", wall=wall)))
+            return
+        rules = _rule_names()
+        lines = [n.strip() for note in _notes(exc) for n in note.splitlines()]
+        steps = [ln for ln in lines if ln.startswith("state.") and ln[6:].split("(")[0] in rules]
+        q.put(("shrunk", mutation, dict(ok=True, steps=len(steps), program=steps, wall=wall,
+                                        sig=_signature(exc), baseline=_fails_unmutated(_blob(exc), step_count))))
+    except BaseException as e:  # noqa: BLE001
+        q.put(("shrunk", mutation, dict(ok=False, why=f"{type(e).__name__}: {e}", wall=float("nan"))))
+
+
+def _stop(procs) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
+def detection_trial(ctx, mutation: Optional[str], trial: int, workers: int, limit: float,
+                    step_count: int) -> dict:
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_detect_worker, args=(mutation, 1000 * trial + w, workers, step_count, q, w),
+                         daemon=True) for w in range(workers)]
+    for p in procs:
+        p.start()
+    res = dict(detected=False, time=math.inf, first_any=None, baseline=0, sig=None, seed=None, errors=[])
+    try:
+        ready = 0
+        deadline = time.perf_counter() + 120
+        while ready < workers:
+            msg = q.get(timeout=max(deadline - time.perf_counter(), 0.1))
+            if msg[0] == "ready":
+                ready += 1
+            elif msg[0] == "error":
+                res["errors"].append(msg[2])
+                return res
+        start = time.perf_counter()
+        while True:
+            left = start + limit - time.perf_counter()
+            if left <= 0:
+                break
+            try:
+                msg = q.get(timeout=left)
+            except queue_module.Empty:
+                break
+            if msg[0] == "baseline":
+                res["baseline"] += 1
+                res["first_any"] = msg[3] if res["first_any"] is None else min(res["first_any"], msg[3])
+                res.setdefault("baseline_sig", msg[4])
+            elif msg[0] == "detected":
+                _, _, s, fuzz, first_any, sig = msg
+                res.update(detected=True, time=fuzz, sig=sig, seed=s, wall=time.perf_counter() - start)
+                res["first_any"] = first_any if res["first_any"] is None else min(res["first_any"], first_any)
+                break
+            elif msg[0] == "error":
+                res["errors"].append(msg[2])
+                if len(res["errors"]) == workers:
+                    break
+    except queue_module.Empty:
+        res["errors"].append("workers did not start within 120 s")
+    finally:
+        _stop(procs)
+    return res
+
+
+def shrink_all(ctx, jobs: List[Tuple[str, int]], step_count: int, limit: float, parallel: int) -> Dict[str, dict]:
+    """Run the shrinking runs ``parallel`` at a time (only their output counts, not their time)."""
+    q = ctx.Queue()
+    out: Dict[str, dict] = {}
+    pending = list(jobs)
+    running: Dict[str, Tuple[mp.Process, float]] = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, s = pending.pop(0)
+            p = ctx.Process(target=_shrink_worker, args=(name, s, step_count, q), daemon=True)
+            p.start()
+            running[name] = (p, time.perf_counter())
+        try:
+            _, name, res = q.get(timeout=1.0)
+            if name in running:
+                out[name] = res
+                _stop([running.pop(name)[0]])
+        except queue_module.Empty:
+            pass
+        for name, (p, started) in list(running.items()):
+            if time.perf_counter() - started > limit:
+                _stop([p])
+                running.pop(name)
+                out[name] = dict(ok=False, why=f"shrinking not finished within {limit:.0f}s", wall=limit)
+            elif not p.is_alive() and q.empty():
+                running.pop(name)
+                out.setdefault(name, dict(ok=False, why=f"worker died (exit {p.exitcode})", wall=float("nan")))
+    return out
+
+
+def _label(name: Optional[str]) -> str:
+    return name or "control: unmodified"
+
+
+def bench_mutations(names: List[str], trials: int, workers: int, budget: float, shrink_budget: float,
+                    step_count: int, control: bool) -> dict:
+    ctx = mp.get_context("spawn")
+    limit = budget / trials
+    print(f"[4] seeded bugs: FifoRaft (fifo RaftMachine, stateful_step_count={step_count}) under inject(name); "
+          f"{trials} trial(s) per mutation, each {workers} parallel worker process(es) with their own seeds "
+          f"(mirrors -n {workers}), {limit:.0f}s per trial ({budget:.0f}s per mutation); a failure whose "
+          f"example also fails on unmodified pysyncobj is 'baseline' and fuzzing goes on")
+    results: Dict[str, dict] = {}
+    rows = ([None] if control else []) + list(names)
+    for name in rows:
+        label = _label(name)
+        ts = [detection_trial(ctx, name, t, workers, limit, step_count) for t in range(trials)]
+        times = sorted(x["time"] for x in ts)
+        anys = sorted(x["first_any"] if x["first_any"] is not None else math.inf for x in ts)
+        r = dict(trials=ts, detected=sum(x["detected"] for x in ts), median=_median(times),
+                 median_any=_median(anys), baseline=sum(x["baseline"] for x in ts),
+                 seed=next((x["seed"] for x in ts if x["detected"]), None),
+                 sig=next((x["sig"] for x in ts if x["detected"]), None))
+        results[label] = r
+        med = "not detected within budget" if math.isinf(r["median"]) else f"median {r['median']:.2f}s"
+        per = ", ".join("-" if math.isinf(x["time"]) else f"{x['time']:.2f}" for x in ts)
+        print(f"    {label:<28} {r['detected']}/{trials} detected, {med} (trials: {per})"
+              + (f"; baseline failures hit: {r['baseline']}" if r["baseline"] else ""))
+        if r["sig"]:
+            print(f"      {'first failure' if name is None else 'detected as'}: {r['sig']}")
+        for x in ts:
+            for err in x["errors"]:
+                print(f"      worker error: {err.splitlines()[0]}")
+    jobs = [(n, results[_label(n)]["seed"]) for n in rows if results[_label(n)]["seed"] is not None]
+    if jobs:
+        parallel = min(2, os.cpu_count() or 1)
+        print(f"    shrinking one detecting seed per row ({len(jobs)} runs, {parallel} at a time, "
+              f"{shrink_budget:.0f}s each; only their output counts) ...")
+        shrunk = shrink_all(ctx, jobs, step_count, shrink_budget, parallel=parallel)
+        for n, _ in jobs:
+            s = shrunk.get(n, dict(ok=False, why="no result", wall=float("nan")))
+            results[_label(n)]["shrunk"] = s
+            if s["ok"]:
+                flag = (" [the shrunk example also fails on unmodified pysyncobj]"
+                        if n is not None and s.get("baseline") else "")
+                print(f"    {_label(n):<28} shrunk to {s['steps']} steps in {s['wall']:.1f}s: {s['sig']}{flag}")
+                print("      " + "; ".join(x[6:] for x in s["program"]))
+            else:
+                print(f"    {_label(n):<28} shrink: {s['why']}")
+    return results
+
+
+# ==========================================================================================
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, for smoke testing")
+    parser.add_argument("--seed", type=int, default=3, help="seed of part 1's step sequence and cluster")
+    parser.add_argument("--steps", type=int, help="part 1: steps in the sequence (default 2000, quick 200)")
+    parser.add_argument("--repeat", type=int, help="part 1: runs per mode (default 7, quick 3)")
+    parser.add_argument("--long-steps", type=int, help="part 2: the late window's centre (default 5000, quick 500)")
+    parser.add_argument("--long-repeat", type=int, help="part 2: long runs (default 5, quick 1)")
+    parser.add_argument("--skip-xdist", action="store_true", help="skip part 3 (pytest -n 1 vs -n 2)")
+    parser.add_argument("--xdist-repeat", type=int, help="part 3: runs per -n value (default 3, quick 1)")
+    parser.add_argument("--xdist-profile", default="ci", help="part 3: Hypothesis profile (default ci)")
+    parser.add_argument("--skip-mutations", action="store_true", help="skip part 4 (seeded bugs)")
+    parser.add_argument("--mutations", help="part 4: comma-separated names (default: all in MUTATIONS)")
+    parser.add_argument("--trials", type=int, help="part 4: detection trials per mutation (default 3, quick 1)")
+    parser.add_argument("--workers", type=int, default=2, help="part 4: parallel processes per trial (default 2)")
+    parser.add_argument("--budget", type=float, help="part 4: seconds per mutation, split over trials "
+                                                      "(default 120, quick 15)")
+    parser.add_argument("--shrink-budget", type=float, help="part 4: seconds per shrinking run (default 120, quick 30)")
+    parser.add_argument("--step-count", type=int, default=40, help="part 4: stateful_step_count (ci profile: 40)")
+    parser.add_argument("--no-control", action="store_true", help="part 4: skip the unmutated control row")
+    a = parser.parse_args()
+    q = a.quick
+    steps = a.steps or (200 if q else 2000)
+    repeat = a.repeat or (3 if q else 7)
+    late = a.long_steps or (500 if q else 5000)
+    long_repeat = a.long_repeat or (1 if q else 5)
+    xdist_repeat = a.xdist_repeat or (1 if q else 3)
+    trials = a.trials or (1 if q else 3)
+    budget = a.budget or (15.0 if q else 120.0)
+    shrink_budget = a.shrink_budget or (30.0 if q else 120.0)
+
+    t_all = time.perf_counter()
+    print(f"bench_properties: python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+          f"load average {os.getloadavg()[0]:.2f} at start, {'quick' if q else 'full'} sizes")
+    summary: List[Tuple[str, str, str, str]] = []
+
+    inv = bench_invariant_overhead(a.seed, steps, repeat)
+    summary.append(("invariants on/off wall (check/observe)", f"{inv['ratio']:.2f}", "<= 1.3",
+                    "met" if inv["ratio"] <= 1.3 else "NOT met"))
+    summary.append(("  steps/s check | observe | none",
+                    " | ".join(f"{inv['steps_per_s'][m]:.0f}" for m in ("check", "observe", "none")), "", ""))
+    summary.append(("  identical trace digest in every run", "yes" if inv["same_digest"] else "NO", "yes",
+                    "met" if inv["same_digest"] else "NOT met"))
+
+    lr = bench_long_run(a.seed, late, 25, 25, long_repeat)
+    summary.append((f"invariant us/step, steps {lr['early'][0]}-{lr['early'][1]} | {lr['late'][0]}-{lr['late'][1]}",
+                    f"{lr['mean_e'] * 1e6:.1f} | {lr['mean_l'] * 1e6:.1f}", "", ""))
+    summary.append(("  late/early (mean; median)", f"{lr['ratio']:.2f}; {lr['med_ratio']:.2f}", "~1",
+                    "met" if 0.67 <= lr["ratio"] <= 1.5 else "NOT met"))
+
+    if a.skip_xdist:
+        print("[3] pytest-xdist: skipped (--skip-xdist)")
+    else:
+        xd = bench_xdist(xdist_repeat, a.xdist_profile, timeout=1800)
+        failed = xd["res"][1]["failed"] + xd["res"][2]["failed"]
+        summary.append(("examples/s -n 2 / -n 1 (wall)", f"{xd['ratio']:.2f}", ">= 1.7",
+                        ("met" if xd["ratio"] >= 1.7 else "NOT met") + (f" ({failed} run(s) found a bug)" if failed else "")))
+        summary.append(("  examples/s -n 1 | -n 2", f"{xd['res'][1]['eps']:.1f} | {xd['res'][2]['eps']:.1f}", "", ""))
+        summary.append(("  same, in-test seconds only", f"{xd['busy_ratio']:.2f}", "", "(informative)"))
+
+    mutations_file = ROOT / "harness" / "mutations.py"
+    if a.skip_mutations:
+        print("[4] seeded bugs: skipped (--skip-mutations)")
+    elif not mutations_file.exists():
+        print("[4] seeded bugs: skipped, harness/mutations.py does not exist")
+    else:
+        from harness.mutations import MUTATIONS
+
+        names = a.mutations.split(",") if a.mutations else list(MUTATIONS)
+        mres = bench_mutations(names, trials, a.workers, budget, shrink_budget, a.step_count, not a.no_control)
+        for label, r in mres.items():
+            det = "not detected within budget" if math.isinf(r["median"]) else f"{r['median']:.2f}s"
+            s = r.get("shrunk")
+            shr = "" if s is None else (f"{s['steps']} steps" + (" (baseline)" if s.get("baseline") and
+                                                                 not label.startswith("control") else "")
+                                        if s["ok"] else s["why"][:45])
+            anyf = "-" if math.isinf(r["median_any"]) else f"{r['median_any']:.2f}s"
+            summary.append((f"seeded: {label}", f"{det} ({r['detected']}/{len(r['trials'])})", "",
+                            f"any failure {anyf}" + (f"; shrunk {shr}" if shr else "")))
+
+    print()
+    print(f"summary ({'quick' if q else 'full'} sizes, {time.perf_counter() - t_all:.0f}s total, "
+          f"load average {os.getloadavg()[0]:.2f} at end)")
+    w = [max(len(row[i]) for row in summary) for i in range(4)]
+    head = ("measure", "value", "target", "")
+    print(f"  {head[0]:<{w[0]}}  {head[1]:<{w[1]}}  {head[2]:<{w[2]}}  {head[3]}")
+    for row in summary:
+        print(f"  {row[0]:<{w[0]}}  {row[1]:<{w[1]}}  {row[2]:<{w[2]}}  {row[3]}")
+    if not a.skip_mutations and mutations_file.exists():
+        print("  (seeded rows: median fuzzing seconds to a failure unmodified pysyncobj does not have, "
+              f"with {a.workers} workers in parallel (detected/trials); 'any failure' also counts failures "
+              "unmodified pysyncobj has; the control row counts any failure of unmodified pysyncobj; "
+              "shrunk length = rule steps, start_cluster and teardown not counted)")
+
+
+if __name__ == "__main__":
+    main()
