@@ -349,6 +349,23 @@ class Cluster:
         """SHA-256 over every delivered message and its delivery time, in order."""
         return self._net.trace_digest()
 
+    def record_messages(self) -> None:
+        """Keep every delivered message from now on, for :meth:`take_message_log`."""
+        if self._net.log is None:
+            self._net.log = []
+
+    def take_message_log(self) -> List[Dict[str, Any]]:
+        """Messages delivered since the last call (needs :meth:`record_messages`)."""
+        log = self._net.log or []
+        if self._net.log is not None:
+            self._net.log = []
+        return log
+
+    def filters(self, node_id: str):
+        """(send chain, receive chain) currently installed on ``node_id``."""
+        self._slot(node_id)
+        return self._net.filters(node_id)
+
     @property
     def recent_messages(self):
         """The last messages delivered, as (virtual time, Envelope)."""

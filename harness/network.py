@@ -23,7 +23,7 @@ import math
 import pickle
 import random
 import zlib
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
@@ -147,6 +147,7 @@ class SimNetwork:
         self.delivered = 0
         self.dropped = 0
         self.recent: Deque[Tuple[float, Envelope]] = collections.deque(maxlen=recent)
+        self.log: Optional[List[Dict[str, Any]]] = None  # every delivery, when a recorder wants them
 
     # --- nodes -----------------------------------------------------------------------------
     def register(self, node_id: str, voter: bool) -> None:
@@ -411,6 +412,9 @@ class SimNetwork:
         self.recent.append((now, env))
         transport = self._endpoints[env.dst].transport
         message = pickle.loads(env.payload)
+        if self.log is not None:
+            self.log.append({"seq": env.seq, "src": env.src, "dst": env.dst, "kind": env.kind,
+                             "sent": env.sent_at, "delivered": now, "term": message.get("term")})
         self._run_on(env.dst, f"handling {env.kind} from {env.src}",
                      lambda: transport._onMessageReceived(SimNode(env.src), message))
         self._on_delivered(env.dst)

@@ -9,11 +9,14 @@ valid while node ids stay readable.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import functools
+import os
+from typing import Any, Callable, Dict, List, Optional
 
 from hypothesis import event, strategies as st
 from hypothesis.control import currently_in_test_context
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (INITIALIZE_RULE_MARKER, RULE_MARKER, RuleBasedStateMachine, initialize,
+                                 invariant, precondition, rule)
 
 from .cluster import Cluster
 from .filters import (DelayFilter, DropPacketFilter, DuplicateFilter, HoldFilter, MessageTypeFilter,
@@ -23,7 +26,8 @@ from .invariants import LivenessViolation, SafetyChecker, SafetyViolation, Viola
 from .kv import KVStore
 from .linearizability import Model, check_linearizable
 from .messages import MESSAGE_TYPES
-from .report import describe
+from .recording import Recorder
+from .report import describe, write_counterexample
 
 NODE_IDS = ("n1", "n2", "n3", "n4", "n5", "n6", "n7", "r1", "r2")
 KEYS = ("a", "b", "c")
@@ -40,8 +44,41 @@ def note(what: str) -> None:
         event(what)
 
 
+def _recorded(fn: Callable) -> Callable:
+    """Wrap a rule so the machine's recorder sees its name and arguments before it runs."""
+    if getattr(fn, "_raft_recorded", False):
+        return fn
+
+    @functools.wraps(fn)
+    def step(machine, **kwargs):
+        machine.recorder.begin(fn.__name__, kwargs, machine.cluster.now if machine.cluster else 0.0)
+        return fn(machine, **kwargs)
+
+    step._raft_recorded = True
+    return step
+
+
+def _record_rules(cls: type) -> None:
+    """Record every rule of ``cls``, whether Hypothesis runs it or a replayed test calls it."""
+    for name, value in list(vars(cls).items()):
+        for marker in (RULE_MARKER, INITIALIZE_RULE_MARKER):
+            r = getattr(value, marker, None)
+            if r is not None:
+                r.function = _recorded(r.function)
+                setattr(cls, name, _recorded(value))
+
+
 class RaftMachine(RuleBasedStateMachine):
-    """Client traffic and faults against a simulated pysyncobj cluster, Raft safety checked after every step."""
+    """Client traffic and faults against a simulated pysyncobj cluster, Raft safety checked after every step.
+
+    With ``RAFT_HARNESS_REPORT=DIR`` in the environment, a failing run writes
+    ``DIR/counterexample.json`` (every step, node states, messages delivered);
+    the last failing run Hypothesis makes is the shrunk one, so that is what stays.
+    """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _record_rules(cls)
 
     network = "fifo"
     node_class = KVStore
@@ -64,6 +101,7 @@ class RaftMachine(RuleBasedStateMachine):
         self._next_value = 0
         self._holds: List[HoldFilter] = []
         self._failed = False
+        self.recorder = Recorder()
         self._max_leader_term = 0
         self._last_leader: Optional[str] = None
         self._first_index: Dict[str, int] = {}
@@ -73,6 +111,8 @@ class RaftMachine(RuleBasedStateMachine):
     @initialize(nodes=st.integers(3, 5), seed=st.integers(0, 2 ** 16))
     def start_cluster(self, nodes: int, seed: int) -> None:
         self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class, **self.pysyncobj_conf)
+        if os.environ.get("RAFT_HARNESS_REPORT"):
+            self.cluster.record_messages()
         note(f"cluster size {nodes}")
 
     def _settle(self) -> None:
@@ -93,6 +133,10 @@ class RaftMachine(RuleBasedStateMachine):
 
     def _fail(self, exc: AssertionError) -> None:
         self._failed = True
+        directory = os.environ.get("RAFT_HARNESS_REPORT")
+        if directory:
+            self.recorder.end(self.cluster, [self.cluster.state(i) for i in self.cluster.node_ids])
+            write_counterexample(directory, self, exc)
         raise exc
 
     @invariant()
@@ -103,6 +147,7 @@ class RaftMachine(RuleBasedStateMachine):
             return
         completed, self._cursor = self.cluster.history.completed_since(self._cursor)
         states = self.cluster.observe()
+        self.recorder.end(self.cluster, states)
         try:
             self.checker.step(states, completed, self.cluster.node_errors)
         except SafetyViolation as v:
@@ -131,6 +176,7 @@ class RaftMachine(RuleBasedStateMachine):
             return
         try:
             if not self._failed:
+                self.recorder.begin("teardown", {}, self.cluster.now)
                 self._check_liveness()
                 self.raft_safety()
                 self._check_linearizable()
@@ -350,3 +396,6 @@ class UnreliableNetworkRules(RaftMachine):
             self._add_filter(node, direction, ReorderFilter(max_delay))
             note("fault: reorder")
         self._settle()
+
+
+_record_rules(RaftMachine)
