@@ -51,9 +51,14 @@ def _jsonable(v: Any) -> Any:
 
 
 class Recorder:
-    """Collects :class:`Step` records; the machine calls :meth:`begin` and :meth:`end` around each step."""
+    """Collects :class:`Step` records; the machine calls :meth:`begin` and :meth:`end` around each step.
 
-    def __init__(self) -> None:
+    Without ``detailed`` only rules, arguments and times are kept: node states,
+    messages and digests cost time on every step and only a report needs them.
+    """
+
+    def __init__(self, detailed: bool = False) -> None:
+        self.detailed = detailed
         self.steps: List[Step] = []
         self._current: Optional[Step] = None
 
@@ -67,6 +72,8 @@ class Recorder:
             return
         self._current = None
         step.end = cluster.now
+        if not self.detailed:
+            return
         step.nodes = [node_summary(s) for s in states]
         step.messages = cluster.take_message_log()
         step.faults = {n: [repr(f) for chain in cluster.filters(n) for f in chain] for n in cluster.node_ids}

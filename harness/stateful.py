@@ -101,7 +101,7 @@ class RaftMachine(RuleBasedStateMachine):
         self._next_value = 0
         self._holds: List[HoldFilter] = []
         self._failed = False
-        self.recorder = Recorder()
+        self.recorder = Recorder(detailed=bool(os.environ.get("RAFT_HARNESS_REPORT")))
         self._max_leader_term = 0
         self._last_leader: Optional[str] = None
         self._first_index: Dict[str, int] = {}
@@ -111,7 +111,7 @@ class RaftMachine(RuleBasedStateMachine):
     @initialize(nodes=st.integers(3, 5), seed=st.integers(0, 2 ** 16))
     def start_cluster(self, nodes: int, seed: int) -> None:
         self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class, **self.pysyncobj_conf)
-        if os.environ.get("RAFT_HARNESS_REPORT"):
+        if self.recorder.detailed:
             self.cluster.record_messages()
         note(f"cluster size {nodes}")
 

@@ -5,7 +5,10 @@ is read off the nodes' observed states while messages are held or cut.
 """
 from __future__ import annotations
 
+import pytest
+
 from harness import Cluster, HoldFilter
+from harness.compat import VERSION_INFO
 from harness.history import FAILED, OK, PENDING
 from harness.state import CANDIDATE, FOLLOWER, LEADER
 
@@ -117,6 +120,9 @@ def test_deposed_leaders_uncommitted_suffix_is_overwritten():
         assert c.must_get("s") is None and c.must_get("m") == 6
 
 
+@pytest.mark.xfail(VERSION_INFO < (0, 3, 12), strict=True,
+                   reason="pysyncobj 0.3.11 advances a leader's commit index over entries of earlier terms "
+                          "by counting replicas (no current-term check before 0.3.12): Figure 8 is possible")
 def test_new_leader_commits_an_old_term_entry_only_with_an_entry_of_its_own_term():
     """Commitment rule (paper §5.4.2, Figure 8): entry X of term t sits on the leader and one follower
     (a majority of 3) but was never known committed. The leader is re-elected in term t+1; a stale
