@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ from .history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operati
 from .kv import KVStore
 from .network import NETWORK_MODELS, SimNetwork, SimNode
 from .state import NodeState, crashed_state
+from .storage import StorageFaults
 
 MAX_NODES = 9
 
@@ -92,6 +94,14 @@ def _check_duration(name: str, value: Any) -> float:
 _CONF_KEYS = frozenset(vars(SyncObjConf()))
 
 
+def _fast_tmp() -> Optional[str]:
+    """A memory-backed temp dir when the machine has one: the journal, its metadata and the
+    dumps are real files either way (a simulated crash is a process crash, not a power cut),
+    but pysyncobj rewrites its metadata file every virtual second and disk renames dominate."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
 def _reason_name(code: int) -> str:
     return compat.FAIL_REASONS.get(code, str(code))
 
@@ -101,7 +111,7 @@ class Cluster:
 
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
-                 reconnect_delay: float = 0.2, read_step: float = 1e-6,
+                 reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
                  **pysyncobj_conf: Any) -> None:
         if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
             raise ValueError(f"nodes must be an int in [1, {MAX_NODES}], got {nodes!r}")
@@ -143,10 +153,12 @@ class Cluster:
         self.node_errors: List[NodeError] = []
         self.stats: Dict[str, int] = {"ticks": 0, "crashes": 0, "restarts": 0, "snapshots_forced": 0}
         self._root: Optional[Path] = None
+        self.storage: Optional[StorageFaults] = None  # storage failpoints, see harness.storage
         self._closed = False
         _clock.acquire()
         try:
-            self._root = Path(tempfile.mkdtemp(prefix="raft-harness-"))
+            self._root = Path(tempfile.mkdtemp(prefix="raft-harness-", dir=base_dir or _fast_tmp()))
+            self.storage = StorageFaults(self._root, self._events.at, self._clock.now, self.crash)
             self._net = SimNetwork(network, self._events, self._clock, self._net_rng, latency,
                                    reconnect_delay, self._run_on, self._after_delivery)
             ids = [f"n{i}" for i in range(1, nodes + 1)]
@@ -177,6 +189,8 @@ class Cluster:
                     compat.close_files(slot.obj)
                     slot.obj = None
         finally:
+            if self.storage is not None:
+                self.storage.close()
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
             _clock.release()
@@ -209,6 +223,7 @@ class Cluster:
             self._record_error(node_id, "starting", traceback.format_exc())
             raise
         compat.watch_journal(obj)
+        self.storage.attach(node_id, obj)
         slot.obj = obj
         self._net.node_up(node_id)
         self._schedule_tick(slot, self._clock.now() + self._net_rng.uniform(0, self.tick_interval))
@@ -515,6 +530,7 @@ class Cluster:
         if slot.obj is None:
             raise ValueError(f"node_id {node_id!r} is already crashed")
         compat.close_files(slot.obj)
+        self.storage.on_crash(node_id)
         slot.obj = None
         slot.timer_gen += 1
         self._net.node_down(node_id)
