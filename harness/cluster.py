@@ -321,6 +321,10 @@ class Cluster:
     def is_up(self, node_id: str) -> bool:
         return self._slot(node_id).obj is not None
 
+    def node_dir(self, node_id: str) -> Path:
+        """The directory holding ``node_id``'s journal (``journal``, ``journal.meta``) and dump (``dump``)."""
+        return self._slot(node_id).dir
+
     def incarnation(self, node_id: str) -> int:
         return self._slot(node_id).incarnation
 

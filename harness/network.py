@@ -386,10 +386,9 @@ class SimNetwork:
         if self.model == "fifo":
             at = max(at, self._last_delivery.get((env.src, env.dst), 0.0))
             self._last_delivery[(env.src, env.dst)] = at
-        if at <= self._clock.now() and self.model != "fifo":
-            self._deliver(env)
-        else:
-            self._events.at(at, self._deliver, env)
+        # Always an event, even when due now: a release() between steps must not run pysyncobj
+        # code outside a cluster step (it would read the clock with no cluster active).
+        self._events.at(at, self._deliver, env)
 
     def inject(self, envelopes: Sequence[Envelope]) -> None:
         """Messages a HoldFilter released, in order: send-side ones go on the wire (and through
