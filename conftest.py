@@ -48,11 +48,14 @@ def pytest_addoption(parser):
     parser.addoption("--network", choices=("fifo", "unreliable", "all"), default="fifo",
                      help="which channel model's state machines to run (default: fifo, pysyncobj's TCP contract)")
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+    parser.addoption("--runsoak", action="store_true", default=False,
+                     help="also run the soak tests over real sockets (marked soak)")
 
 
 def pytest_collection_modifyitems(config, items):
     network = config.getoption("--network")
     runslow = config.getoption("--runslow")
+    runsoak = config.getoption("--runsoak")
     for item in items:
         if "unreliable" in item.keywords and network == "fifo":
             item.add_marker(pytest.mark.skip(reason="unreliable network: run with --network=unreliable"))
@@ -60,3 +63,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="fifo network: run with --network=fifo"))
         if "slow" in item.keywords and not runslow:
             item.add_marker(pytest.mark.skip(reason="slow: run with --runslow"))
+        if "soak" in item.keywords and not runsoak:
+            item.add_marker(pytest.mark.skip(reason="soak: run with --runsoak"))

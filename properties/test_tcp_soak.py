@@ -1,0 +1,153 @@
+"""Soak: Raft safety of pysyncobj over real loopback TCP (``harness.tcp.TcpCluster``).
+
+The same checks as the simulated machines (``SafetyChecker`` after every step,
+liveness and linearizability at the end), on real sockets in wall-clock time,
+with a few coarse faults: writes, isolation, heal, crash, restart.  Opt-in and
+bounded: ``pytest properties/test_tcp_soak.py --runsoak`` (or
+``RAFT_HARNESS_SOAK=1``); ``RAFT_HARNESS_SOAK_EXAMPLES`` raises the number of
+examples (default 3, 10 steps each, ~10 s per example).
+
+A run depends on real timing, so it does not replay: there is no shrinking and
+no example database.  A failure prints the steps that led to it and the node
+table; Hypothesis may add that a re-run did not fail again (``Flaky``), which
+does not make the original failure any less real.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from harness import LivenessViolation, SafetyChecker, SafetyViolation, Violation, check_linearizable
+from harness.report import describe
+from harness.tcp import TcpCluster
+
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
+
+NODES = ("n1", "n2", "n3")
+KEYS = ("a", "b", "c")
+
+
+@pytest.fixture(autouse=True)
+def _opt_in(request):
+    if not (request.config.getoption("--runsoak", default=False) or os.environ.get("RAFT_HARNESS_SOAK")):
+        pytest.skip("soak over real sockets: run with --runsoak (or RAFT_HARNESS_SOAK=1)")
+
+
+class TcpSoak(RuleBasedStateMachine):
+    """Client writes and node/network faults against a 3-node TcpCluster; safety checked after every step."""
+
+    #: Wall seconds the cluster runs after each rule (with one background write through the leader).
+    step_time = 0.3
+    #: Wall seconds a healed, fully restarted cluster gets to commit a write.
+    liveness_timeout = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cluster = None
+        self.checker = SafetyChecker()
+        self._cursor = 0
+        self._next_value = 0
+        self._failed = False
+
+    @initialize(seed=st.integers(0, 2 ** 16))
+    def start_cluster(self, seed: int) -> None:
+        self.cluster = TcpCluster(nodes=len(NODES), seed=seed)
+        self.cluster.wait_leader(timeout=self.liveness_timeout)  # steps start from a working cluster
+
+    def _value(self) -> int:
+        self._next_value += 1
+        return self._next_value
+
+    def _settle(self) -> None:
+        leader = self.cluster.leader()
+        if leader is not None:
+            self.cluster.put(KEYS[self._next_value % len(KEYS)], self._value(), via=leader)
+        self.cluster.run_for(self.step_time)
+
+    @rule(key=st.sampled_from(KEYS), via=st.sampled_from(("leader",) + NODES))
+    def write(self, key: str, via: str) -> None:
+        node = self.cluster.leader() if via == "leader" else via
+        if node is not None:
+            self.cluster.put(key, self._value(), via=node)
+        self._settle()
+
+    @rule(target_node=st.sampled_from(("leader",) + NODES))
+    def isolate(self, target_node: str) -> None:
+        """Cut one node (often the leader: its writes then race the majority's new leader) off."""
+        node = self.cluster.leader() if target_node == "leader" else target_node
+        if node is not None:
+            self.cluster.isolate_node(node)
+        self._settle()
+
+    @rule()
+    def heal(self) -> None:
+        self.cluster.clear_all_filters()
+        self._settle()
+
+    @rule(node=st.sampled_from(NODES))
+    def crash(self, node: str) -> None:
+        if self.cluster.is_up(node):
+            self.cluster.crash(node)
+        self._settle()
+
+    @rule(node=st.sampled_from(NODES))
+    def restart(self, node: str) -> None:
+        if not self.cluster.is_up(node):
+            self.cluster.restart(node)
+        self._settle()
+
+    @rule(seconds=st.sampled_from((0.5, 1.5)))
+    def wait(self, seconds: float) -> None:
+        """Let elections time out and connections come back."""
+        self.cluster.run_for(seconds)
+
+    def _fail(self, exc: AssertionError) -> None:
+        self._failed = True
+        raise exc
+
+    @invariant()
+    def raft_safety(self) -> None:
+        if self.cluster is None:
+            return
+        completed, self._cursor = self.cluster.history.completed_since(self._cursor)
+        try:
+            self.checker.step(self.cluster.observe(), completed, self.cluster.node_errors)
+        except SafetyViolation as v:
+            self._fail(SafetyViolation(v.violations, describe(self.cluster)))
+
+    def teardown(self) -> None:
+        c = self.cluster
+        if c is None:
+            return
+        try:
+            if not self._failed:
+                c.clear_all_filters()
+                for node in c.node_ids:
+                    if not c.is_up(node):
+                        c.restart(node)
+                try:
+                    c.must_put("liveness", self._value(), timeout=self.liveness_timeout)
+                except AssertionError as e:
+                    self._fail(LivenessViolation(
+                        f"liveness: healed TCP cluster with every node up did not commit a write within "
+                        f"{self.liveness_timeout} s ({e})\n{describe(c)}"))
+                self.raft_safety()
+                result = check_linearizable(c.history)
+                if not result.ok:
+                    self._fail(SafetyViolation([Violation("linearizability", result.explanation)], describe(c)))
+        finally:
+            c.close()
+
+
+TestTcpSoak = TcpSoak.TestCase
+TestTcpSoak.settings = settings(
+    max_examples=int(os.environ.get("RAFT_HARNESS_SOAK_EXAMPLES", "3")),
+    stateful_step_count=10,
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
