@@ -48,6 +48,8 @@ def pytest_addoption(parser):
     parser.addoption("--network", choices=("fifo", "unreliable", "all"), default="fifo",
                      help="which channel model's state machines to run (default: fifo, pysyncobj's TCP contract)")
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+    parser.addoption("--storage", action="store_true", default=False,
+                     help="also run the storage-fault machines (they break pysyncobj by design)")
     parser.addoption("--runsoak", action="store_true", default=False,
                      help="also run the soak tests over real sockets (marked soak)")
 

@@ -98,6 +98,8 @@ def _fast_tmp() -> Optional[str]:
     """A memory-backed temp dir when the machine has one: the journal, its metadata and the
     dumps are real files either way (a simulated crash is a process crash, not a power cut),
     but pysyncobj rewrites its metadata file every virtual second and disk renames dominate."""
+    if os.environ.get("TMPDIR"):
+        return None  # the user chose where temporary files go
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 

@@ -4,7 +4,9 @@ pysyncobj keeps Raft state in name-mangled attributes.  Everything that
 depends on their names lives here, checked against releases 0.3.11 to 0.3.17,
 so that a new release means editing one file.  Nothing here changes how a node
 behaves except :func:`watch_journal`, which wraps the journal in a transparent
-recorder of which log indexes changed.
+recorder of which log indexes changed, and the storage hooks at the end
+(:func:`intercept_journal_writes` and friends), which ``harness.storage`` uses
+to inject disk faults.
 """
 from __future__ import annotations
 
@@ -59,6 +61,21 @@ class WatchedJournal:
 
     def deleteEntriesTo(self, entryTo):  # compaction drops a prefix; no entry changes
         return self._inner.deleteEntriesTo(entryTo)
+
+    #: Called with no arguments after the journal was msync'ed (``flush``, ``_destroy``); see harness.storage.
+    on_flush = None
+
+    def flush(self):
+        result = self._inner.flush()
+        if self.on_flush is not None:
+            self.on_flush()
+        return result
+
+    def _destroy(self):
+        result = self._inner._destroy()
+        if self.on_flush is not None:
+            self.on_flush()
+        return result
 
     def __getitem__(self, item):
         return self._inner[item]
@@ -121,8 +138,8 @@ def observe(node, node_id: str, incarnation: int, voter: bool, consume: bool = F
     if changed_from is not None:
         changed_from = max(changed_from, first_index)
         changed = tuple(entries(node, changed_from))
-        if changed_from > first_index:
-            changed_prev_term = log[changed_from - 1 - first_index][2]
+        if first_index < changed_from <= first_index + len(log):  # a journal with a gap (see
+            changed_prev_term = log[changed_from - 1 - first_index][2]  # harness.storage) is shorter
     leader = node._getLeader()
     self_node = node.selfNode
     members = {n.id for n in node.otherNodes}
@@ -179,3 +196,80 @@ def close_files(node) -> None:
     if notifier is not None:
         os.close(notifier._PipeNotifier__pipeR)
         os.close(notifier._PipeNotifier__pipeW)
+
+
+# --- storage fault hooks (harness.storage) ----------------------------------------------------------
+
+def _file_journal(node):
+    """The node's FileJournal (under the WatchedJournal), or None for an in-memory journal."""
+    log = _log(node)
+    inner = log._inner if isinstance(log, WatchedJournal) else log
+    return inner if hasattr(inner, "_FileJournal__journalFile") else None
+
+
+def intercept_journal_writes(node, before_write) -> bool:
+    """Call ``before_write(offset, size)`` ahead of every write into the node's journal file.
+
+    The mmap'd journal (``ResizableFile``) gets the hook as an instance
+    attribute: pysyncobj's code is untouched, and ``before_write`` may raise
+    (an ``OSError`` looks to FileJournal exactly like a failed write).  False
+    if the node has no file journal.
+    """
+    journal = _file_journal(node)
+    if journal is None:
+        return False
+    resizable = journal._FileJournal__journalFile
+    if getattr(resizable, "_harness_intercepted", False):
+        return True
+    original = resizable.write
+
+    def write(offset, values):
+        before_write(offset, len(values))
+        return original(offset, values)
+
+    resizable.write = write
+    resizable._harness_intercepted = True
+    return True
+
+
+def journal_data_end(node) -> int:
+    """Offset just past the last record of the node's journal file (0 without a file journal)."""
+    journal = _file_journal(node)
+    return 0 if journal is None else journal._FileJournal__currentOffset
+
+
+def on_journal_flush(node, callback) -> None:
+    """Have ``callback()`` called whenever pysyncobj msyncs the node's journal (``flush``/``_destroy``)."""
+    log = _log(node)
+    if isinstance(log, WatchedJournal):
+        log.on_flush = callback
+
+
+def flush_journal(node) -> None:
+    """msync the node's journal as ``FileJournal.flush()`` does (pysyncobj itself never calls it while running)."""
+    _log(node).flush()
+
+
+#: FileJournal's on-disk layout (the same in 0.3.11 – 0.3.17): a 40-byte header whose last 4 bytes are the
+#: offset past the last record, then records ``size(4) | index(8) term(8) command | size(4)``.
+_JOURNAL_FIRST_RECORD = 40
+_JOURNAL_LAST_OFFSET_AT = 36
+
+
+def read_journal_file(path) -> List[Entry]:
+    """The entries stored in a pysyncobj journal file, parsed without opening it through pysyncobj."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < _JOURNAL_FIRST_RECORD:
+        return []
+    end = struct.unpack_from("<I", data, _JOURNAL_LAST_OFFSET_AT)[0]
+    out: List[Entry] = []
+    offset = _JOURNAL_FIRST_RECORD
+    while offset < end and offset + 4 <= len(data):
+        size = struct.unpack_from("<I", data, offset)[0]
+        index, term = struct.unpack_from("<QQ", data, offset + 4)
+        out.append(Entry(index, term, bytes(data[offset + 20:offset + 4 + size])))
+        offset += size + 8
+    return out
