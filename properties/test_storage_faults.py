@@ -11,7 +11,7 @@ acknowledged, a crash between a dump and the log truncation drops
 acknowledged entries, a full disk leaves a gap in the journal.  They are
 marked ``storage`` and run only on request::
 
-    pytest properties/ --storage          # once conftest.py has the option
+    pytest properties/ --storage
 
 (shrinking their counterexamples is slow: minutes.)  ``DumpWriteFailureRaft``
 switches only the failpoint pysyncobj survives (its dump writes fail: it
