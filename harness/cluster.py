@@ -98,6 +98,9 @@ def _fast_tmp() -> Optional[str]:
     """A memory-backed temp dir when the machine has one: the journal, its metadata and the
     dumps are real files either way (a simulated crash is a process crash, not a power cut),
     but pysyncobj rewrites its metadata file every virtual second and disk renames dominate."""
+    explicit = os.environ.get("RAFT_HARNESS_TMP")
+    if explicit:
+        return explicit  # e.g. the CLI's scratch dir, removed even if workers are killed
     if os.environ.get("TMPDIR"):
         return None  # the user chose where temporary files go
     shm = "/dev/shm"

@@ -27,6 +27,7 @@ from .kv import KVStore
 from .linearizability import Model, check_linearizable
 from .messages import MESSAGE_TYPES
 from .recording import Recorder
+from . import stats
 from .report import describe, write_counterexample
 
 NODE_IDS = ("n1", "n2", "n3", "n4", "n5", "n6", "n7", "r1", "r2")
@@ -40,6 +41,7 @@ message_types = st.sampled_from(sorted(MESSAGE_TYPES - {"timeout_now"}))
 
 def note(what: str) -> None:
     """Hypothesis ``event`` that is harmless outside a test (e.g. when steps are replayed by hand)."""
+    stats.noted(what)
     if currently_in_test_context():
         event(what)
 
@@ -108,7 +110,7 @@ class RaftMachine(RuleBasedStateMachine):
         self._installed: Dict[tuple, int] = {}
 
     # --- setup and the safety net ------------------------------------------------------------
-    @initialize(nodes=st.integers(3, 5), seed=st.integers(0, 2 ** 16))
+    @initialize(nodes=st.integers(*stats.node_range()), seed=st.integers(0, 2 ** 16))
     def start_cluster(self, nodes: int, seed: int) -> None:
         self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class, **self.pysyncobj_conf)
         if self.recorder.detailed:
@@ -173,6 +175,7 @@ class RaftMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if self.cluster is None:
+            stats.example_done(self)
             return
         try:
             if not self._failed:
@@ -181,6 +184,7 @@ class RaftMachine(RuleBasedStateMachine):
                 self.raft_safety()
                 self._check_linearizable()
         finally:
+            stats.example_done(self)
             self.cluster.close()
 
     def _check_liveness(self) -> None:

@@ -1,0 +1,559 @@
+"""A self-contained HTML page for one counterexample (``counterexample.json`` -> ``report.html``).
+
+The page holds the shrunk steps beside a space-time diagram drawn here, in
+Python, as inline SVG: one lane per node, its role (colour) and term (label)
+as observed after each step, messages as arrows from their send to their
+delivery in virtual time, installed filters (partitions, drops, holds...)
+and crashes shaded, and the log entries named by the violation marked where
+they appeared.  Below it, a table of every node's term, role, commit index
+and log tail after every step.  No network fetches: CSS, the few lines of
+JavaScript and the SVG are inline, and the output depends only on the JSON
+(the same file renders to the same bytes).
+
+Each step gets a column whose width grows with the messages delivered in it
+(virtual time is linear inside a column), so a 0.25 s step with thirty
+messages stays readable next to an 8 s ``wait`` with none.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+REPORT_JSON = "counterexample.json"
+REPORT_HTML = "report.html"
+
+# --- geometry (px) -------------------------------------------------------------------------------
+LEFT = 12          # margin before the first step (node labels are a separate SVG)
+LABELS_W = 52
+RIGHT = 150        # room for the violation label
+TOP = 58           # step numbers and times
+BOTTOM = 24
+LANE_H = 64
+BAND_H = 16
+STEP_MIN_W = 64
+PX_PER_MSG = 8
+STEP_MAX_W = 520
+
+# --- colours ---------------------------------------------------------------------------------------
+ROLE_COLOURS = {"leader": "#f2b705", "candidate": "#17becf", "follower": "#8fb3e0"}
+READONLY_COLOUR = "#c9d6e8"
+CRASHED_COLOUR = "#6b6b6b"
+VIOLATION_COLOUR = "#d62728"
+FAULT_COLOURS = {"partition": "#f6c9bf", "filter": "#fbe7c6"}
+MESSAGE_COLOURS = {
+    "append_entries": "#1f5fbf",
+    "request_vote": "#7b3fb0",
+    "response_vote": "#a678d1",
+    "next_node_idx": "#2a9d3a",
+    "apply_command": "#e07b00",
+    "apply_command_response": "#c2569e",
+}
+OTHER_MESSAGE_COLOUR = "#777777"
+_PARTITION_FILTERS = ("PartitionFilter", "IsolationFilter")
+
+
+class ReportError(ValueError):
+    """The given path is not a readable counterexample report (one-line reason)."""
+
+
+# --- loading ---------------------------------------------------------------------------------------
+def find_report(path: str) -> str:
+    """The ``counterexample.json`` for ``path`` (the file itself or a directory holding one)."""
+    if not os.path.exists(path):
+        raise ReportError(f"{path}: no such file or directory")
+    if os.path.isdir(path):
+        candidate = os.path.join(path, REPORT_JSON)
+        if not os.path.isfile(candidate):
+            raise ReportError(f"{path}: not a counterexample report (no {REPORT_JSON} in it)")
+        return candidate
+    return path
+
+
+def load_report(path: str) -> Tuple[Dict[str, Any], str]:
+    """(document, path of the JSON) for a report directory or JSON file; ReportError if it is not one."""
+    json_path = find_report(path)
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except UnicodeDecodeError:
+        raise ReportError(f"{json_path}: not a counterexample report (not text)") from None
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{json_path}: not a counterexample report (invalid JSON: {e.msg} at line {e.lineno})") \
+            from None
+    except OSError as e:
+        raise ReportError(f"{json_path}: cannot read it ({e.strerror})") from None
+    validate(doc, json_path)
+    return doc, json_path
+
+
+def validate(doc: Any, where: str = "report") -> None:
+    if not isinstance(doc, dict):
+        raise ReportError(f"{where}: not a counterexample report (expected a JSON object)")
+    missing = [k for k in ("steps", "violations", "machine") if k not in doc]
+    if missing:
+        raise ReportError(f"{where}: not a counterexample report (missing {', '.join(missing)})")
+    if not isinstance(doc["steps"], list) or not all(isinstance(s, dict) and "rule" in s for s in doc["steps"]):
+        raise ReportError(f"{where}: not a counterexample report ('steps' must be a list of recorded steps)")
+    if not doc["steps"]:
+        raise ReportError(f"{where}: not a counterexample report (no steps recorded)")
+    if not isinstance(doc["violations"], list):
+        raise ReportError(f"{where}: not a counterexample report ('violations' must be a list)")
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _f(x: float) -> str:
+    """Coordinates with one decimal, no trailing noise: deterministic text."""
+    s = f"{x:.1f}"
+    return s[:-2] if s.endswith(".0") else s
+
+
+def _node_key(node_id: str) -> Tuple[str, int, str]:
+    m = re.fullmatch(r"([A-Za-z_]*)(\d+)", node_id)
+    return (m.group(1), int(m.group(2)), "") if m else (node_id, 0, node_id)
+
+
+def step_code(step: Dict[str, Any]) -> str:
+    """A recorded step as the line Hypothesis prints: ``state.rule(arg=value, ...)``."""
+    if step.get("code"):
+        return str(step["code"])
+    args = ", ".join(f"{k}={v!r}" for k, v in sorted((step.get("args") or {}).items()))
+    return f"state.{step['rule']}({args})"
+
+
+def _message_colour(kind: str) -> str:
+    return MESSAGE_COLOURS.get(kind, OTHER_MESSAGE_COLOUR)
+
+
+def _css_ident(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
+@dataclasses.dataclass
+class _Column:
+    index: int
+    start: float
+    end: float
+    x: float
+    w: float
+
+    def at(self, t: float) -> float:
+        if self.end <= self.start:
+            return self.x + self.w / 2
+        frac = (t - self.start) / (self.end - self.start)
+        return self.x + self.w * min(1.0, max(0.0, frac))
+
+
+@dataclasses.dataclass
+class _Highlight:
+    """What the violations point at: nodes, and log entries (index, allowed terms or None for any)."""
+
+    nodes: frozenset
+    entries: Dict[str, Dict[int, Optional[frozenset]]]
+
+    def bad(self, node: str, index: int, term: int) -> bool:
+        terms = self.entries.get(node, {}).get(index, False)
+        return terms is None or (terms is not False and term in terms)
+
+
+def _highlight(doc: Dict[str, Any]) -> _Highlight:
+    nodes, entries = set(), {}
+    for v in doc.get("violations") or ():
+        vnodes = [str(n) for n in v.get("nodes") or ()]
+        nodes.update(vnodes)
+        terms = frozenset(int(t) for t in v.get("terms") or ()) or None
+        for n in vnodes:
+            for idx in v.get("indexes") or ():
+                per = entries.setdefault(n, {})
+                old = per.get(int(idx), frozenset())
+                per[int(idx)] = None if (terms is None or old is None) else old | terms
+    return _Highlight(frozenset(nodes), entries)
+
+
+def _columns(steps: Sequence[Dict[str, Any]]) -> List[_Column]:
+    cols, x = [], float(LEFT)
+    for i, s in enumerate(steps):
+        msgs = s.get("messages") or []
+        start = float(s.get("start") or 0.0)
+        end = s.get("end")
+        if end is None:
+            end = max([start] + [float(m.get("delivered") or start) for m in msgs])
+        end = max(float(end), start)
+        w = float(min(STEP_MAX_W, STEP_MIN_W + PX_PER_MSG * len(msgs)))
+        cols.append(_Column(i, start, end, x, w))
+        x += w
+    return cols
+
+
+def _node_ids(steps: Sequence[Dict[str, Any]]) -> List[str]:
+    seen = set()
+    for s in steps:
+        for n in s.get("nodes") or ():
+            seen.add(str(n["id"]))
+        for m in s.get("messages") or ():
+            seen.add(str(m.get("src")))
+            seen.add(str(m.get("dst")))
+        seen.update(str(n) for n in (s.get("faults") or {}))
+    seen.discard("None")
+    return sorted(seen, key=_node_key)
+
+
+def _fault_class(filters: Sequence[str]) -> str:
+    return "partition" if any(str(f).startswith(_PARTITION_FILTERS) for f in filters) else "filter"
+
+
+# --- the diagram -----------------------------------------------------------------------------------
+def render_svg(doc: Dict[str, Any]) -> str:
+    """The space-time diagram of ``doc``'s steps as an ``<svg>`` element (deterministic text)."""
+    steps = doc["steps"]
+    cols = _columns(steps)
+    nodes = _node_ids(steps)
+    lane = {n: TOP + LANE_H * i + LANE_H / 2 for i, n in enumerate(nodes)}
+    hl = _highlight(doc)
+    width = (cols[-1].x + cols[-1].w if cols else LEFT) + RIGHT
+    height = TOP + LANE_H * max(1, len(nodes)) + BOTTOM
+    kinds = sorted({str(m.get("kind")) for s in steps for m in s.get("messages") or ()})
+    out: List[str] = []
+    w = out.append
+    w(f'<svg xmlns="http://www.w3.org/2000/svg" id="spacetime" class="spacetime" width="{_f(width)}" '
+      f'height="{_f(height)}" viewBox="0 0 {_f(width)} {_f(height)}" font-family="sans-serif" font-size="11">')
+    w("<defs>")
+    w('<pattern id="hatch-crashed" patternUnits="userSpaceOnUse" width="6" height="6" '
+      'patternTransform="rotate(45)"><rect width="6" height="6" fill="#9a9a9a"/>'
+      f'<rect width="3" height="6" fill="{CRASHED_COLOUR}"/></pattern>')
+    for kind in kinds:
+        w(f'<marker id="arrow-{_css_ident(kind)}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+          f'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
+          f'fill="{_message_colour(kind)}"/></marker>')
+    w("</defs>")
+    w(f'<rect x="0" y="0" width="{_f(width)}" height="{_f(height)}" fill="#ffffff"/>')
+
+    # step columns, numbers and start times
+    lanes_top, lanes_bottom = TOP, TOP + LANE_H * max(1, len(nodes))
+    w('<g class="columns">')
+    for c, s in zip(cols, steps):
+        fill = "#f7f7f7" if c.index % 2 == 0 else "#eeeeee"
+        w(f'<rect class="step-col" id="col-{c.index}" data-step="{c.index}" x="{_f(c.x)}" y="{_f(lanes_top - 22)}" '
+          f'width="{_f(c.w)}" height="{_f(lanes_bottom - lanes_top + 22)}" fill="{fill}">'
+          f'<title>#{c.index} {_e(step_code(s))}  t={c.start:.3f}..{c.end:.3f}</title></rect>')
+        w(f'<line x1="{_f(c.x)}" y1="{_f(lanes_top - 40)}" x2="{_f(c.x)}" y2="{_f(lanes_bottom)}" '
+          f'stroke="#d0d0d0" stroke-width="1"/>')
+        w(f'<text class="step-label" x="{_f(c.x + c.w / 2)}" y="{_f(lanes_top - 30)}" text-anchor="middle" '
+          f'font-weight="bold">#{c.index}</text>')
+        w(f'<text class="step-time" x="{_f(c.x + 2)}" y="{_f(lanes_top - 10)}" fill="#666" font-size="9">'
+          f't={c.start:.2f}</text>')
+    w("</g>")
+
+    # filters and crashes, per node and step
+    w('<g class="faults">')
+    for c, s in zip(cols, steps):
+        for n in sorted((s.get("faults") or {}), key=_node_key):
+            filters = s["faults"][n] or []
+            if not filters or n not in lane:
+                continue
+            cls = _fault_class(filters)
+            w(f'<rect class="fault fault-{cls}" data-node="{_e(n)}" data-step="{c.index}" x="{_f(c.x)}" '
+              f'y="{_f(lane[n] - LANE_H / 2 + 3)}" width="{_f(c.w)}" height="{_f(LANE_H - 6)}" '
+              f'fill="{FAULT_COLOURS[cls]}"><title>{_e(n)} after #{c.index}: {_e("; ".join(map(str, filters)))}'
+              f'</title></rect>')
+    w("</g>")
+
+    # lanes: baseline, then one band per step coloured by role, term and commit index labels
+    w('<g class="lanes">')
+    for n in nodes:
+        y = lane[n]
+        w(f'<line class="lane-line" data-node="{_e(n)}" x1="{LEFT}" y1="{_f(y)}" x2="{_f(width - RIGHT)}" '
+          f'y2="{_f(y)}" stroke="#bbbbbb" stroke-width="1" stroke-dasharray="3,3"/>')
+    for n in nodes:
+        y = lane[n]
+        last_term, last_commit, last_inc = None, None, None
+        for c, s in zip(cols, steps):
+            st = next((x for x in s.get("nodes") or () if str(x["id"]) == n), None)
+            if st is None:
+                last_term = last_commit = None
+                continue
+            top = y - BAND_H / 2
+            if not st.get("up", True):
+                w(f'<rect class="band crashed" data-node="{_e(n)}" data-step="{c.index}" x="{_f(c.x)}" '
+                  f'y="{_f(top)}" width="{_f(c.w)}" height="{BAND_H}" fill="url(#hatch-crashed)">'
+                  f'<title>{_e(n)} crashed after #{c.index}</title></rect>')
+                last_term = last_commit = None
+                last_inc = st.get("incarnation", last_inc)
+                continue
+            role = str(st.get("role"))
+            fill = ROLE_COLOURS.get(role, "#cccccc")
+            if role == "follower" and not st.get("voter", True):
+                fill = READONLY_COLOUR
+            term, commit, inc = st.get("term"), st.get("commit_index"), st.get("incarnation")
+            w(f'<rect class="band role-{_css_ident(role)}" data-node="{_e(n)}" data-step="{c.index}" '
+              f'data-term="{_e(term)}" x="{_f(c.x)}" y="{_f(top)}" width="{_f(c.w)}" height="{BAND_H}" '
+              f'fill="{fill}"><title>{_e(n)} after #{c.index}: {_e(role)}, term {_e(term)}, commit {_e(commit)}, '
+              f'log {_e(st.get("first_index"))}..{_e(st.get("last_index"))}, incarnation {_e(inc)}</title></rect>')
+            restarted = last_inc is not None and inc != last_inc
+            if term != last_term or restarted:
+                w(f'<text class="term-label" x="{_f(c.x + 3)}" y="{_f(top - 3)}" font-size="10" fill="#333">'
+                  f'T{_e(term)}{" &#183; restarted" if restarted else ""}</text>')
+            if commit != last_commit:
+                w(f'<text class="commit-label" x="{_f(c.x + 3)}" y="{_f(top + BAND_H + 10)}" font-size="9" '
+                  f'fill="#555">c{_e(commit)}</text>')
+            last_term, last_commit, last_inc = term, commit, inc
+    w("</g>")
+
+    # messages: an arrow from (sent, src) to (delivered, dst)
+    w('<g class="messages">')
+    for k, s in enumerate(steps):
+        for m in s.get("messages") or ():
+            src, dst, kind = str(m.get("src")), str(m.get("dst")), str(m.get("kind"))
+            if src not in lane or dst not in lane:
+                continue
+            delivered = float(m.get("delivered") if m.get("delivered") is not None else cols[k].end)
+            sent = float(m.get("sent") if m.get("sent") is not None else delivered)
+            j = k
+            while j > 0 and cols[j].start > sent:
+                j -= 1
+            x1, x2 = cols[j].at(sent), cols[k].at(delivered)
+            down = lane[dst] > lane[src]
+            y1 = lane[src] + (BAND_H / 2 if down else -BAND_H / 2)
+            y2 = lane[dst] - (BAND_H / 2 + 1 if down else -(BAND_H / 2 + 1))
+            colour = _message_colour(kind)
+            w(f'<line class="msg kind-{_css_ident(kind)}" data-step="{k}" data-src="{_e(src)}" data-dst="{_e(dst)}" '
+              f'x1="{_f(x1)}" y1="{_f(y1)}" x2="{_f(x2)}" y2="{_f(y2)}" stroke="{colour}" stroke-width="1.4" '
+              f'marker-end="url(#arrow-{_css_ident(kind)})"><title>{_e(src)} &#8594; {_e(dst)} {_e(kind)} '
+              f'term={_e(m.get("term"))} sent t={sent:.4f} delivered t={delivered:.4f} (#{k})</title></line>')
+    w("</g>")
+
+    # the violation: the offending entries where they appeared, and a line at the end
+    w('<g class="violation">')
+    for n in sorted(hl.entries, key=_node_key):
+        if n not in lane:
+            continue
+        for idx in sorted(hl.entries[n]):
+            shown = None
+            for c, s in zip(cols, steps):
+                st = next((x for x in s.get("nodes") or () if str(x["id"]) == n), None)
+                if st is None or not st.get("up", True):
+                    shown = None
+                    continue
+                term = next((int(e[1]) for e in st.get("tail") or () if int(e[0]) == idx), None)
+                if term is None or term == shown:
+                    continue
+                shown = term
+                if not hl.bad(n, idx, term):
+                    continue
+                r = 10
+                cx, cy = c.x + c.w - r, lane[n]
+                w(f'<g class="violation-entry" data-node="{_e(n)}" data-index="{idx}" data-term="{term}" '
+                  f'data-step="{c.index}"><path d="M{_f(cx)},{_f(cy - r)} L{_f(cx + r)},{_f(cy)} '
+                  f'L{_f(cx)},{_f(cy + r)} L{_f(cx - r)},{_f(cy)} z" fill="{VIOLATION_COLOUR}" stroke="#ffffff" '
+                  f'stroke-width="1"/><text x="{_f(cx + r)}" y="{_f(cy - r - 2)}" text-anchor="end" '
+                  f'font-size="10" '
+                  f'font-weight="bold" fill="{VIOLATION_COLOUR}">{idx}@{term}</text>'
+                  f'<title>{_e(n)} holds entry {idx}@{term} after #{c.index}</title></g>')
+    if cols:
+        end_x = cols[-1].x + cols[-1].w
+        names = sorted({str(v.get("invariant")) for v in doc.get("violations") or ()}) or [str(doc.get("error"))]
+        w(f'<line class="violation-line" x1="{_f(end_x)}" y1="{_f(lanes_top - 40)}" x2="{_f(end_x)}" '
+          f'y2="{_f(lanes_bottom)}" stroke="{VIOLATION_COLOUR}" stroke-width="3"/>')
+        for i, name in enumerate(names):
+            w(f'<text class="violation-label" x="{_f(end_x + 6)}" y="{_f(lanes_top - 28 + 13 * i)}" '
+              f'font-weight="bold" fill="{VIOLATION_COLOUR}">&#10007; {_e(name)}</text>')
+    w("</g>")
+    w("</svg>")
+    return "\n".join(out)
+
+
+def render_lane_labels(doc: Dict[str, Any]) -> str:
+    """Node names in a narrow SVG of the diagram's height, kept in view while the diagram scrolls."""
+    nodes = _node_ids(doc["steps"])
+    hl = _highlight(doc)
+    height = TOP + LANE_H * max(1, len(nodes)) + BOTTOM
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="lane-labels" width="{LABELS_W}" height="{_f(height)}" '
+           f'viewBox="0 0 {LABELS_W} {_f(height)}" font-family="sans-serif">']
+    for i, n in enumerate(nodes):
+        y = TOP + LANE_H * i + LANE_H / 2
+        colour = VIOLATION_COLOUR if n in hl.nodes else "#222222"
+        out.append(f'<text class="node-label" x="{LABELS_W - 8}" y="{_f(y + 4)}" text-anchor="end" font-size="13" '
+                   f'font-weight="bold" fill="{colour}">{_e(n)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+# --- the page --------------------------------------------------------------------------------------
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 16px; color: #222; }
+h1 { font-size: 20px; margin: 0 0 6px 0; }
+h1 .bad { color: #d62728; }
+h2 { font-size: 16px; margin: 22px 0 8px 0; }
+.meta { color: #555; font-size: 13px; margin-bottom: 8px; }
+.meta code { background: #f2f2f2; padding: 1px 4px; }
+ul.violations { margin: 4px 0 12px 0; padding-left: 20px; font-size: 13px; }
+ul.violations li b { color: #d62728; }
+.main { display: flex; gap: 16px; align-items: flex-start; }
+.steps { flex: 0 0 300px; max-height: 80vh; overflow-y: auto; border: 1px solid #ddd; font-size: 12px; }
+.steps ol { list-style: none; margin: 0; padding: 0; }
+.steps li { padding: 3px 6px; border-bottom: 1px solid #eee; cursor: pointer; font-family: monospace;
+  overflow-wrap: anywhere; }
+.steps li .t { color: #888; font-size: 10px; }
+.steps li.hl, tr.hl td { background: #fff3bf; }
+.diagram-wrap { flex: 1 1 auto; min-width: 0; display: flex; border: 1px solid #ddd; }
+.lane-labels { flex: 0 0 auto; }
+.diagram { flex: 1 1 auto; min-width: 0; overflow-x: auto; }
+.spacetime .step-col.hl { fill: #fff3bf; }
+.legend { font-size: 12px; margin: 8px 0; display: flex; flex-wrap: wrap; gap: 12px; }
+.legend span.sw { display: inline-block; width: 10px; height: 10px; margin-right: 4px; vertical-align: middle;
+  border: 1px solid #999; }
+table.states { border-collapse: collapse; font-size: 12px; }
+table.states th, table.states td { border: 1px solid #ddd; padding: 3px 6px; vertical-align: top; text-align: left; }
+table.states th { background: #f4f4f4; position: sticky; top: 0; }
+table.states td.code { font-family: monospace; white-space: nowrap; }
+table.states td.node { font-family: monospace; white-space: nowrap; }
+.role { display: inline-block; padding: 0 4px; border-radius: 3px; font-size: 11px; }
+.role-leader { background: #f2b705; } .role-candidate { background: #17becf; }
+.role-follower { background: #8fb3e0; } .role-crashed { background: #6b6b6b; color: #fff; }
+.entry.bad { background: #d62728; color: #fff; font-weight: bold; padding: 0 2px; border-radius: 2px; }
+td.faults { font-family: monospace; font-size: 11px; color: #8a3b12; }
+pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
+"""
+
+_JS = """
+(function () {
+  var diagram = document.querySelector('.diagram');
+  if (diagram) { diagram.scrollLeft = diagram.scrollWidth; }  // the end, where the violation is
+  function mark(step, on) {
+    var col = document.getElementById('col-' + step);
+    if (col) { col.classList.toggle('hl', on); }
+    document.querySelectorAll('[data-row="' + step + '"]').forEach(function (el) { el.classList.toggle('hl', on); });
+  }
+  document.querySelectorAll('[data-row]').forEach(function (el) {
+    var step = el.getAttribute('data-row');
+    el.addEventListener('mouseenter', function () { mark(step, true); });
+    el.addEventListener('mouseleave', function () { mark(step, false); });
+    el.addEventListener('click', function () {
+      var col = document.getElementById('col-' + step);
+      if (col && col.scrollIntoView) { col.scrollIntoView({block: 'nearest', inline: 'center'}); }
+    });
+  });
+})();
+"""
+
+
+def _legend(doc: Dict[str, Any]) -> str:
+    kinds = sorted({str(m.get("kind")) for s in doc["steps"] for m in s.get("messages") or ()})
+    items = [(ROLE_COLOURS["leader"], "leader"), (ROLE_COLOURS["candidate"], "candidate"),
+             (ROLE_COLOURS["follower"], "follower"), (READONLY_COLOUR, "read-only follower"),
+             (CRASHED_COLOUR, "crashed"), (FAULT_COLOURS["partition"], "partitioned / isolated"),
+             (FAULT_COLOURS["filter"], "other filters (drop, delay, hold...)"),
+             (VIOLATION_COLOUR, "entries of the violation")]
+    items += [(_message_colour(k), f"&#8594; {_e(k)}") for k in kinds]
+    return '<div class="legend">' + "".join(
+        f'<span><span class="sw" style="background:{c}"></span>{label}</span>' for c, label in items) + "</div>"
+
+
+def _node_cell(st: Optional[Dict[str, Any]], node: str, hl: _Highlight) -> str:
+    if st is None:
+        return '<td class="node absent">&#8212;</td>'
+    if not st.get("up", True):
+        return (f'<td class="node"><span class="role role-crashed">crashed</span> '
+                f'inc {_e(st.get("incarnation"))}</td>')
+    role = str(st.get("role"))
+    entries = []
+    for e in st.get("tail") or ():
+        idx, term = int(e[0]), int(e[1])
+        cls = "entry bad" if hl.bad(node, idx, term) else "entry"
+        entries.append(f'<span class="{cls}">{idx}@{term}</span>')
+    ro = "" if st.get("voter", True) else " (read-only)"
+    return (f'<td class="node"><span class="role role-{_css_ident(role)}">{_e(role)}</span>{ro} '
+            f'T{_e(st.get("term"))} c{_e(st.get("commit_index"))}<br>'
+            f'log {_e(st.get("first_index"))}..{_e(st.get("last_index"))}: {" ".join(entries) or "&#8212;"}</td>')
+
+
+def _state_table(doc: Dict[str, Any], nodes: Sequence[str], hl: _Highlight) -> str:
+    rows = ['<table class="states" id="states"><thead><tr><th>#</th><th>step</th><th>virtual time</th>'
+            + "".join(f"<th>{_e(n)}</th>" for n in nodes) + "<th>filters installed</th></tr></thead><tbody>"]
+    for i, s in enumerate(doc["steps"]):
+        by_id = {str(x["id"]): x for x in s.get("nodes") or ()}
+        end = s.get("end")
+        span = f'{float(s.get("start") or 0):.3f}..{float(end):.3f}' if end is not None else \
+            f'{float(s.get("start") or 0):.3f}..'
+        faults = "<br>".join(f"{_e(n)}: {_e(', '.join(map(str, fs)))}"
+                             for n, fs in sorted((s.get("faults") or {}).items(), key=lambda kv: _node_key(kv[0]))
+                             if fs)
+        rows.append(f'<tr data-row="{i}"><td>{i}</td><td class="code">{_e(step_code(s))}</td><td>{span}</td>'
+                    + "".join(_node_cell(by_id.get(n), n, hl) for n in nodes)
+                    + f'<td class="faults">{faults}</td></tr>')
+    rows.append("</tbody></table>")
+    return "\n".join(rows)
+
+
+def render_html(doc: Dict[str, Any]) -> str:
+    """The whole self-contained page for a counterexample document."""
+    validate(doc)
+    steps = doc["steps"]
+    nodes = _node_ids(steps)
+    hl = _highlight(doc)
+    violations = doc.get("violations") or []
+    names = sorted({str(v.get("invariant")) for v in violations}) or [str(doc.get("error"))]
+    title = f"{doc.get('error') or 'Violation'}: {', '.join(names)}"
+    end = max((float(s["end"]) for s in steps if s.get("end") is not None), default=0.0)
+    n_msgs = sum(len(s.get("messages") or ()) for s in steps)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f'<h1><span class="bad">&#10007;</span> {_e(title)}</h1>',
+        f'<div class="meta">machine <code>{_e(doc.get("machine"))}</code> &middot; pysyncobj '
+        f'{_e(doc.get("pysyncobj_version"))} &middot; network {_e(doc.get("network"))} &middot; seed '
+        f'{_e(doc.get("seed"))} &middot; {len(steps)} steps &middot; {n_msgs} messages &middot; '
+        f'{end:.3f} virtual seconds &middot; replay: <code>raft-harness replay &lt;this directory&gt;</code></div>',
+        '<ul class="violations">',
+    ]
+    for v in violations:
+        extra = []
+        for key in ("nodes", "indexes", "terms"):
+            if v.get(key):
+                extra.append(f"{key} {', '.join(map(str, v[key]))}")
+        parts.append(f'<li><b>{_e(v.get("invariant"))}</b>: {_e(v.get("message"))}'
+                     + (f' <span class="meta">({_e("; ".join(extra))})</span>' if extra else "") + "</li>")
+    parts.append("</ul>")
+    parts.append('<div class="main"><div class="steps"><ol id="steps">')
+    for i, s in enumerate(steps):
+        end_s = f'{float(s["end"]):.2f}' if s.get("end") is not None else "?"
+        parts.append(f'<li data-row="{i}"><span class="t">#{i} t={float(s.get("start") or 0):.2f}..{end_s} '
+                     f'&middot; {len(s.get("messages") or ())} msgs</span><br>{_e(step_code(s))}</li>')
+    parts.append("</ol></div>")
+    parts.append(f'<div class="diagram-wrap">{render_lane_labels(doc)}<div class="diagram">{render_svg(doc)}</div>'
+                 '</div></div>')
+    parts.append(_legend(doc))
+    parts.append('<p class="meta">Roles, terms (T) and commit indexes (c) as observed at the end of each step; '
+                 "arrows run from a message's send to its delivery; column widths follow the number of "
+                 "messages, virtual time is linear inside a column.</p>")
+    parts.append("<h2>Node state after each step</h2>")
+    parts.append(_state_table(doc, nodes, hl))
+    parts.append("<h2>Steps as code</h2>")
+    parts.append("<pre>" + _e("\n".join(step_code(s) for s in steps if s.get("rule") != "teardown")
+                              + "\nstate.teardown()") + "</pre>")
+    if doc.get("details"):
+        parts.append("<details><summary>Failure details</summary><pre>" + _e(doc["details"]) + "</pre></details>")
+    parts.append(f"<script>{_JS}</script>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_html(path: str, out: Optional[str] = None) -> str:
+    """Render the report at ``path`` (directory or JSON) to ``report.html`` beside it; returns the HTML path."""
+    doc, json_path = load_report(path)
+    target = out or os.path.join(os.path.dirname(os.path.abspath(json_path)), REPORT_HTML)
+    text = render_html(doc)
+    tmp = target + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, target)
+    return target
