@@ -11,12 +11,11 @@ construction.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
 import math
 import random
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import pysyncobj.serializer as _serializer
 import pysyncobj.syncobj as _syncobj
@@ -123,17 +122,23 @@ def patched() -> bool:
     return _DISPATCH.users > 0
 
 
-@contextlib.contextmanager
-def activate(clock: VirtualClock, rng: random.Random) -> Iterator[None]:
+class activate:
     """Route pysyncobj's clock and randomness to this cluster for the duration of a step.
 
     While active, ``pysyncobj.syncobj.monotonicTime`` is the clock's own bound
-    ``read``: pysyncobj reads the time ~6 times per tick, so the indirection matters.
+    ``read``: pysyncobj reads the time ~6 times per tick, so the indirection
+    matters (and so does this being a plain class, not a generator).
     """
-    _DISPATCH.stack.append((clock, rng))
-    _syncobj.monotonicTime = clock.read
-    try:
-        yield
-    finally:
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, clock: VirtualClock, rng: random.Random) -> None:
+        self._entry = (clock, rng)
+
+    def __enter__(self) -> None:
+        _DISPATCH.stack.append(self._entry)
+        _syncobj.monotonicTime = self._entry[0].read
+
+    def __exit__(self, *exc) -> None:
         _DISPATCH.stack.pop()
         _syncobj.monotonicTime = _DISPATCH.stack[-1][0].read if _DISPATCH.stack else _DISPATCH.monotonic

@@ -436,8 +436,7 @@ class Cluster:
                 return  # already settled, e.g. as unknown when its proposer crashed
             if error == FAIL_REASON.SUCCESS:
                 op.index = compat.applying_index(obj)
-                entry = compat.entries(obj, op.index, op.index)
-                op.term = entry[0].term if entry else None
+                op.term = compat.entry_term(obj, op.index)
                 op.result = result
                 if kind == READ:
                     op.value = result

@@ -113,6 +113,13 @@ def entries(node, lo: int, hi: Optional[int] = None) -> List[Entry]:
     return [Entry(e[1], e[2], bytes(e[0])) for e in log[start:stop]]
 
 
+def entry_term(node, index: int) -> Optional[int]:
+    """Term of the log entry at ``index``, or None if it is not in the log."""
+    log = _log(node)
+    i = index - log[0][1] if len(log) else -1
+    return log[i][2] if 0 <= i < len(log) else None
+
+
 def applying_index(node) -> int:
     """Index of the entry being applied; valid inside a replicated method or its callback."""
     return node.raftLastApplied + 1

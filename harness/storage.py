@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import math
 import os
 from pathlib import Path
@@ -256,6 +257,10 @@ class StorageFaults:
         if self._closed:
             raise RuntimeError("this cluster is closed")
         _PATCHES.acquire(self)
+        if failpoint == "disk_full" and not self._enabled["disk_full"]:
+            for live_id, node in sorted(self._live.items()):
+                if live_id not in self._extent:
+                    self._intercept_writes(live_id, node)
         self._enabled[failpoint].add(node_id)
 
     def disable(self, failpoint: str, node_id: str) -> None:
@@ -346,9 +351,16 @@ class StorageFaults:
     def attach(self, node_id: str, node) -> None:
         """A new incarnation of ``node_id`` started: route its journal writes through the failpoints."""
         self._live[node_id] = node
+        self._extent.pop(node_id, None)  # a new incarnation: its journal is not intercepted yet
+        compat.on_journal_flush(node, functools.partial(self._journal_flushed, node_id))
+        if self._enabled["disk_full"]:
+            self._intercept_writes(node_id, node)
+
+    def _intercept_writes(self, node_id: str, node) -> None:
+        """Journal writes go through ``_journal_write`` once ``disk_full`` has been used in this
+        cluster: the hook sits on the hottest path, so clusters that never fill a disk skip it."""
         self._extent[node_id] = compat.journal_data_end(node)
-        compat.intercept_journal_writes(node, lambda offset, size: self._journal_write(node_id, offset, size))
-        compat.on_journal_flush(node, lambda: self._journal_flushed(node_id))
+        compat.intercept_journal_writes(node, functools.partial(self._journal_write, node_id))
 
     def on_crash(self, node_id: str) -> None:
         """``node_id`` just crashed (its files are closed): apply what the failpoints do to its disk."""
