@@ -7,7 +7,7 @@ Profiles (choose with ``--hypothesis-profile=NAME``):
             ``.ci/run``.  It replaces Hypothesis' own ``ci`` profile, which Hypothesis
             loads by itself when ``CI`` is set, so the bounds are ours.
 ``fuzz``    long campaigns.
-``bench``   like ``ci`` but big enough to time (bench/bench_properties.py).
+``bench``   like ``ci`` but big enough to time, and no shrinking (bench/bench_properties.py).
 ``replay``  only re-runs examples saved in the database.
 
 ``RAFT_HARNESS_DB`` picks the example database: a directory path (default
@@ -40,8 +40,8 @@ _common = dict(deadline=None, print_blob=True, database=_database(), phases=_PHA
 settings.register_profile("dev", max_examples=25, stateful_step_count=30, **_common)
 settings.register_profile("ci", max_examples=60, stateful_step_count=40, derandomize=True,
                           **{**_common, "database": None})
-settings.register_profile("bench", max_examples=400, stateful_step_count=40, derandomize=True,
-                          **{**_common, "database": None})
+settings.register_profile("bench", max_examples=300, stateful_step_count=40, derandomize=True,
+                          **{**_common, "database": None, "phases": [Phase.generate]})
 settings.register_profile("fuzz", max_examples=20_000, stateful_step_count=80, **_common)
 settings.register_profile("replay", max_examples=1, **{**_common, "phases": [Phase.explicit, Phase.reuse]})
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
