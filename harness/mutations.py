@@ -40,18 +40,19 @@ import contextlib
 import dataclasses
 import inspect
 import linecache
+import os
+import tempfile
 import textwrap
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import pysyncobj.syncobj as _syncobj
 from pysyncobj import SyncObjConf
-from pysyncobj.journal import MemoryJournal
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from .compat import VERSION
 
-__all__ = ["Mutation", "MutationNotApplicable", "MUTATIONS", "inject", "names", "verify_all"]
+__all__ = ["Mutation", "MutationNotApplicable", "MUTATIONS", "active", "inject", "names", "verify_all"]
 
 _TARGET = _syncobj.SyncObj
 _FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
@@ -98,8 +99,9 @@ class _Probe:
     at call time, so a patch installed after construction is the one that runs).
     """
 
-    def __init__(self, self_id: str = "a", others: Sequence[str] = ("b", "c")) -> None:
-        conf = SyncObjConf(autoTick=False, dynamicMembershipChange=False,
+    def __init__(self, self_id: str = "a", others: Sequence[str] = ("b", "c"),
+                 journal: Optional[str] = None) -> None:
+        conf = SyncObjConf(autoTick=False, dynamicMembershipChange=False, journalFile=journal,
                            logCompactionMinEntries=10 ** 9, logCompactionMinTime=10 ** 9)
         self.obj = _TARGET(Node(self_id), [Node(o) for o in others], conf, nodeClass=Node,
                            transportClass=_RecordingTransport)
@@ -237,6 +239,21 @@ def _probe_accept_stale_leader(p: _Probe) -> bool:
     return (2, 2) in p.log
 
 
+def _probe_restart_at_term_zero(p: _Probe) -> bool:
+    with tempfile.TemporaryDirectory(prefix="mutation-probe-") as d:
+        journal = os.path.join(d, "journal")
+        before = _Probe(journal=journal)
+        try:
+            before.receive("b", _vote_request(3, 1, 0))  # term 3, vote for b: stored in the journal's meta
+        finally:
+            before.close()
+        after = _Probe(journal=journal)  # the restart
+        try:
+            return after.obj.raftCurrentTerm != 3 or after.get("votedForNodeId") != "b"
+        finally:
+            after.close()
+
+
 def _probe_forget_term_and_vote(p: _Probe) -> bool:
     p.receive("b", _vote_request(1, 1, 0))
     journal = p.get("raftLog")
@@ -281,12 +298,33 @@ class Mutation:
             f"SyncObj.{self.method} (snippet found {counts} times, need exactly once); this release "
             f"may not have that code, or already behave that way.  Snippet:\n{self.old}")
 
+    def patched_method_source(self) -> str:
+        """The source this mutation would install, from the installed pysyncobj; MutationNotApplicable if none."""
+        current = getattr(_TARGET, self.method, None)
+        if current is None:
+            raise MutationNotApplicable(f"mutation {self.name!r}: pysyncobj {VERSION} has no "
+                                        f"SyncObj.{self.method}; this release doesn't have that code")
+        return self.patch_source(_method_source(current))
+
+    def applies(self) -> bool:
+        """Whether the installed pysyncobj has the code this mutation patches (exactly once)."""
+        try:
+            self.patched_method_source()
+        except MutationNotApplicable:
+            return False
+        return True
+
     def verify(self) -> None:
-        """Check directly that the patch changes behaviour: the probe must pass only when injected."""
+        """Check directly that the patch changes behaviour: the probe must pass only when injected.
+
+        Raises MutationNotApplicable if this release lacks the code, AssertionError if the probe
+        does not tell the unmodified and the mutated method apart.
+        """
+        self.patched_method_source()
         if _run_probe(self):
             raise AssertionError(f"probe of mutation {self.name!r} shows the bug on unmodified pysyncobj "
                                  f"{VERSION}: the probe is wrong or this release has the bug already")
-        with inject(self.name):
+        with inject(self):
             if not _run_probe(self):
                 raise AssertionError(f"mutation {self.name!r} was installed but its probe does not see the "
                                      f"bug: the patch does not change behaviour on pysyncobj {VERSION}")
@@ -491,6 +529,21 @@ _LIST = [
         new="    pass  # MUTATION forget_term_and_vote: not persisted",
         probe=_probe_forget_term_and_vote,
     ),
+    Mutation(
+        name="restart_at_term_zero",
+        title="A restarted node comes back at term 0 with no vote (term and vote not restored)",
+        description=(
+            "SyncObj.__init__ ignores the term and vote the journal saved: every restart starts at term 0 "
+            "with no vote, as pysyncobj did before 0.3.16 (FINDINGS.md #4).  A node can vote twice in "
+            "one term and help elect a leader that lacks committed entries.  Needs crashes and restarts.  "
+            "Expected symptom: election_safety / state_machine_safety / leader_completeness."),
+        method="__init__",
+        old=("    self.__raftCurrentTerm = max(self.__raftLog.getCurrentTerm(), self.__getCurrentLogTerm())\n"
+             "    self.__votedForNodeId = self.__raftLog.getVotedForNodeId()\n"),
+        new=("    self.__raftCurrentTerm = 0  # MUTATION restart_at_term_zero: term and vote not restored\n"
+             "    self.__votedForNodeId = None\n"),
+        probe=_probe_restart_at_term_zero,
+    ),
 ]
 
 #: Every seeded bug by name.
@@ -535,27 +588,24 @@ def _compile(m: Mutation, source: str):
 
 
 @contextlib.contextmanager
-def inject(*mutation_names: str) -> Iterator[List[Mutation]]:
-    """Install the named bugs on ``pysyncobj.syncobj.SyncObj`` for the duration of the block.
+def inject(*mutations: Union[str, Mutation]) -> Iterator[List[Mutation]]:
+    """Install the given bugs (names from :data:`MUTATIONS`, or Mutation objects) on
+    ``pysyncobj.syncobj.SyncObj`` for the duration of the block.
 
-    Every patch is prepared (and checked to apply) before any is installed, and
+    Every patch is compiled (and checked to apply) before the block starts, and
     the original attributes are put back on exit, also when the block raises.
     """
-    if not mutation_names:
-        raise ValueError("inject() needs at least one mutation name")
-    unknown = [n for n in mutation_names if n not in MUTATIONS]
+    if not mutations:
+        raise ValueError("inject() needs at least one mutation")
+    unknown = [m for m in mutations if not isinstance(m, Mutation) and m not in MUTATIONS]
     if unknown:
         raise KeyError(f"unknown mutation(s) {unknown}; known: {names()}")
-    mutations = [MUTATIONS[n] for n in mutation_names]
+    mutations = [m if isinstance(m, Mutation) else MUTATIONS[m] for m in mutations]
     saved: List[Tuple[str, bool, object]] = []
     try:
         for m in mutations:
             had = m.method in vars(_TARGET)
-            current = getattr(_TARGET, m.method, None)
-            if current is None:
-                raise MutationNotApplicable(f"mutation {m.name!r}: pysyncobj {VERSION} has no "
-                                            f"SyncObj.{m.method}; this release doesn't have that code")
-            func = _compile(m, m.patch_source(_method_source(current)))
+            func = _compile(m, m.patched_method_source())
             saved.append((m.method, had, vars(_TARGET).get(m.method)))
             setattr(_TARGET, m.method, func)
         yield mutations
