@@ -134,19 +134,17 @@ def _relevant(ops: List[Operation]) -> List[Operation]:
     ]
 
 
-def _check_key(key: str, all_ops: List[Operation], initial: Any, max_states: int) -> Optional[str]:
-    """Search one key's sub-history; return None if linearizable, else an explanation."""
-    ops = _relevant(all_ops)
-    n = len(ops)
-    required = [op.outcome == OK for op in ops]
+def _event_list(ops: List[Operation], required: List[bool]):
+    """The call/return events of ``ops`` as a doubly linked list in time order, for the search.
 
-    # Entries 1..2n form a doubly linked list in event order; 0 is the sentinel
-    # (head and tail).  Optional ops return at +inf, i.e. after every required op.
-    events = []
-    for i, op in enumerate(ops):
-        events.append((op.invoke, 0, i))
-        events.append((op.complete if required[i] else math.inf, 1, i))
-    events.sort()
+    Entries 1..2n are the events, 0 the sentinel (head and tail); optional ops
+    return at +inf.  Returns ``(op_of, is_call, nxt, lift, unlift)``: ``lift``
+    unlinks an op's call and return entries (it has been linearized) and
+    ``unlift`` relinks them, in reverse order.
+    """
+    n = len(ops)
+    events = sorted([(op.invoke, 0, i) for i, op in enumerate(ops)]
+                    + [(op.complete if required[i] else math.inf, 1, i) for i, op in enumerate(ops)])
     op_of = [-1] + [i for _, _, i in events]
     is_call = [False] + [kind == 0 for _, kind, _ in events]
     ret_entry = [0] * n
@@ -157,16 +155,25 @@ def _check_key(key: str, all_ops: List[Operation], initial: Any, max_states: int
     prv = [2 * n] + list(range(0, 2 * n))
 
     def lift(call: int) -> None:
-        """Unlink an op's call and return entries (it has been linearized)."""
         for e in (call, ret_entry[op_of[call]]):
             nxt[prv[e]] = nxt[e]
             prv[nxt[e]] = prv[e]
 
     def unlift(call: int) -> None:
-        """Relink the entries removed by :func:`lift`, in reverse order."""
         for e in (ret_entry[op_of[call]], call):
             nxt[prv[e]] = e
             prv[nxt[e]] = e
+
+    return op_of, is_call, nxt, lift, unlift
+
+
+def _check_key(key: str, all_ops: List[Operation], initial: Any, max_states: int) -> Optional[str]:
+    """Search one key's sub-history; return None if linearizable, else an explanation."""
+    ops = _relevant(all_ops)
+    n = len(ops)
+    required = [op.outcome == OK for op in ops]
+
+    op_of, is_call, nxt, lift, unlift = _event_list(ops, required)
 
     state = initial
     linearized = 0  # bitset over indices of ``ops``
@@ -253,26 +260,7 @@ def _check_key_model(key: str, all_ops: List[Operation], model: Model, max_state
     ops = [op for op in all_ops if op.outcome != FAILED]
     n = len(ops)
     required = [op.outcome == OK for op in ops]
-    events = sorted([(op.invoke, 0, i) for i, op in enumerate(ops)]
-                    + [(op.complete if required[i] else math.inf, 1, i) for i, op in enumerate(ops)])
-    op_of = [-1] + [i for _, _, i in events]
-    is_call = [False] + [kind == 0 for _, kind, _ in events]
-    ret_entry = [0] * n
-    for entry, (_, kind, i) in enumerate(events, start=1):
-        if kind == 1:
-            ret_entry[i] = entry
-    nxt = list(range(1, 2 * n + 1)) + [0]
-    prv = [2 * n] + list(range(0, 2 * n))
-
-    def lift(call: int) -> None:
-        for e in (call, ret_entry[op_of[call]]):
-            nxt[prv[e]] = nxt[e]
-            prv[nxt[e]] = prv[e]
-
-    def unlift(call: int) -> None:
-        for e in (ret_entry[op_of[call]], call):
-            nxt[prv[e]] = e
-            prv[nxt[e]] = e
+    op_of, is_call, nxt, lift, unlift = _event_list(ops, required)
 
     state = model.initial()
     linearized, remaining = 0, sum(required)
