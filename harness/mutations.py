@@ -39,8 +39,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import itertools
 import linecache
 import os
+import random
 import tempfile
 import textwrap
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -330,12 +332,27 @@ class Mutation:
                                      f"bug: the patch does not change behaviour on pysyncobj {VERSION}")
 
 
-def _run_probe(m: Mutation) -> bool:
-    p = _Probe(others=m.probe_peers)
+@contextlib.contextmanager
+def _probe_clock() -> Iterator[None]:
+    """pysyncobj's clock and randomness for a probe: private, deterministic, and independent of any
+    simulated cluster alive in this process (whose clock refuses reads outside its steps)."""
+    saved = (_syncobj.monotonicTime, _syncobj.random)
+    ticks = itertools.count()
+    _syncobj.monotonicTime = lambda: 1000.0 + next(ticks) * 1e-6
+    _syncobj.random = random.Random(0)
     try:
-        return bool(m.probe(p))
+        yield
     finally:
-        p.close()
+        _syncobj.monotonicTime, _syncobj.random = saved
+
+
+def _run_probe(m: Mutation) -> bool:
+    with _probe_clock():
+        p = _Probe(others=m.probe_peers)
+        try:
+            return bool(m.probe(p))
+        finally:
+            p.close()
 
 
 _ON_MESSAGE = "_SyncObj__onMessageReceived"
@@ -469,8 +486,10 @@ _LIST = [
         title="A candidate counts votes granted in an earlier term",
         description=(
             "response_vote messages are counted without comparing their term with the candidate's "
-            "current term: a late vote from a previous election counts toward this one.  Expected "
-            "symptom: election_safety (a second leader in a term someone else won legitimately)."),
+            "current term: a late vote from a previous election counts toward this one, so a candidate "
+            "can win a term without a majority of that term.  Expected symptom: election_safety (a second "
+            "leader in a term someone else won), or leader_completeness when the late votes were granted "
+            "before the voters received entries the candidate lacks."),
         method=_ON_MESSAGE,
         old="        if message['type'] == 'response_vote' and message['term'] == self.__raftCurrentTerm:\n",
         new="        if message['type'] == 'response_vote':  # MUTATION count_stale_votes\n",
