@@ -58,8 +58,14 @@ class _LogMirror:
         self.base = 0  # index of terms[0]
         self.terms: List[int] = []
         self.commands: List[bytes] = []
+        self.snapshots_installed = 0
 
     def apply(self, state: NodeState) -> None:
+        if state.snapshots_installed != self.snapshots_installed:
+            # A snapshot from the leader replaced the whole log.  What the mirror holds below the new
+            # log is this node's old, possibly never committed, entries, not what the snapshot covers.
+            self.snapshots_installed = state.snapshots_installed
+            self.base, self.terms, self.commands = state.first_index, [], []
         if state.changed_from is None:
             return
         start = state.changed_from

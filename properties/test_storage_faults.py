@@ -22,17 +22,14 @@ tick) are how pysyncobj reports them, not violations; any other exception
 inside a node still is.  The liveness check at the end switches every
 failpoint off first, like it heals the network.
 """
-import os
-
 import pytest
-from hypothesis import settings, strategies as st
+from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 from harness.invariants import NoNodeErrors, Violation
+from harness.shards import shard_cases
 from harness.stateful import RaftMachine, note, targets
 from harness.storage import FAILPOINTS
-
-SHARDS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
 class _NoUnexpectedNodeErrors(NoNodeErrors):
@@ -118,11 +115,7 @@ class DumpWriteFailureRaft(storage_rules(("dump_write_fails",))):
 
 def _bounded(machine, marker, share=1.0):
     """One test case per xdist worker, with ``share`` of the profile's examples between them."""
-    per_shard = settings(max_examples=max(1, int(settings().max_examples * share) // SHARDS))
-    for shard in range(SHARDS):
-        name = f"Test{machine.__name__}Shard{shard}"
-        cls = type(name, (machine.TestCase,), {"settings": per_shard, "__module__": __name__})
-        yield name, marker(cls)
+    return ((name, marker(case)) for name, case in shard_cases(machine, share=share))
 
 
 # Runs only with --storage (an option conftest.py has to add; until then it is always skipped).

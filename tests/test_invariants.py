@@ -62,7 +62,7 @@ def to_entries(log: Sequence[EntrySpec]) -> Tuple[Entry, ...]:
 
 def node_state(node_id: str, term: int, role: str = FOLLOWER, log: Sequence[EntrySpec] = (),
                commit: int = 0, *, incarnation: int = 1, changed_from=_WHOLE, up: bool = True,
-               leader: Optional[str] = None) -> NodeState:
+               leader: Optional[str] = None, snapshots_installed: int = 0) -> NodeState:
     """One NodeState.  ``log`` is the log as it is now (its first entry is ``first_index``);
     ``changed_from`` defaults to the whole log, as on the first observation of an incarnation."""
     entries = to_entries(log)
@@ -82,7 +82,7 @@ def node_state(node_id: str, term: int, role: str = FOLLOWER, log: Sequence[Entr
                      voted_for=None, leader=leader, commit_index=commit, last_applied=commit,
                      first_index=first_index, last_index=last_index, last_term=last_term,
                      changed_from=changed_from, changed_prev_term=prev_term, changed=changed,
-                     tail=entries[-4:])
+                     snapshots_installed=snapshots_installed, tail=entries[-4:])
 
 
 class Observer:
@@ -393,6 +393,42 @@ def test_state_machine_safety_accepts_log_compaction():
     checker.step([obs("n1", 1, LEADER, log_upto(7)[3:], 7), obs("n2", 1, FOLLOWER, log_upto(7)[4:], 6)])
     # a node restarted from its snapshot: a new incarnation whose log starts at the snapshot point
     checker.step([obs("n1", 1, LEADER, log_upto(7)[3:], 7), obs("n2", 1, FOLLOWER, log_upto(7)[5:], 6, incarnation=2)])
+
+
+def _stale_follower_then_snapshot(after_snapshot_log, snapshots_installed):
+    """n2, cut off in term 1, holds 4@1 and 5@1 that were never committed; n1 (term 2) committed
+    4@2..6@2 and sends n2 a snapshot up to 6.  Returns the checker after n2's first two steps."""
+    obs, checker = Observer(), SafetyChecker()
+    leader_log = log_upto(3) + [(4, 2), (5, 2), (6, 2)]
+    checker.step([obs("n1", 2, LEADER, leader_log, 6), obs("n2", 1, FOLLOWER, log_upto(5), 3)])
+    installed = obs("n2", 2, FOLLOWER, after_snapshot_log, 6, changed_from=after_snapshot_log[0][0],
+                    snapshots_installed=snapshots_installed)
+    return checker, obs, leader_log, installed
+
+
+def test_state_machine_safety_accepts_a_snapshot_replacing_uncommitted_entries():
+    """Installing a snapshot clears the journal: n2's log is now only 6@2, and its commit index
+    jumps from 3 to 6 over indexes whose old entries (4@1, 5@1) are gone, not committed."""
+    checker, obs, leader_log, installed = _stale_follower_then_snapshot([(6, 2)], 1)
+    checker.step([obs("n1", 2, LEADER, leader_log, 6), installed])
+    checker.step([obs("n1", 2, LEADER, leader_log + [(7, 2)], 7),
+                  obs("n2", 2, FOLLOWER, [(6, 2), (7, 2)], 7, snapshots_installed=1)])
+
+
+def test_state_machine_safety_rejects_a_stale_entry_committed_without_a_snapshot():
+    """The same commit jump without a snapshot: n2 still holds 4@1 and 5@1 and commits them."""
+    checker, obs, leader_log, _ = _stale_follower_then_snapshot([(6, 2)], 1)
+    stale = obs("n2", 2, FOLLOWER, log_upto(5) + [(6, 2)], 6)
+    assert "state_machine_safety" in names(rejected(checker, [obs("n1", 2, LEADER, leader_log, 6), stale]))
+
+
+def test_state_machine_safety_rejects_a_divergent_commit_after_a_snapshot():
+    """After the snapshot n2 is checked as before: committing 7@3 where n1 committed 7@2 is caught."""
+    checker, obs, leader_log, installed = _stale_follower_then_snapshot([(6, 2)], 1)
+    checker.step([obs("n1", 2, LEADER, leader_log + [(7, 2)], 7), installed])
+    divergent = obs("n2", 3, FOLLOWER, [(6, 2), (7, 3)], 7, snapshots_installed=1)
+    assert "state_machine_safety" in names(rejected(checker, [obs("n1", 2, LEADER, leader_log + [(7, 2)], 7),
+                                                              divergent]))
 
 
 def test_state_machine_safety_accepts_truncating_an_uncommitted_suffix():
