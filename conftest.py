@@ -55,6 +55,22 @@ def pytest_addoption(parser):
                      help="also run the storage-fault machines (they break pysyncobj by design)")
     parser.addoption("--runsoak", action="store_true", default=False,
                      help="also run the soak tests over real sockets (marked soak)")
+    parser.addoption("--known-fixes", action="store_true", default=False,
+                     help="run the state machines on pysyncobj with the fixes for findings already made "
+                          "(harness.mutations.KNOWN_FIXES): hunt for new bugs instead of rediscovering those")
+
+
+@pytest.fixture(autouse=True)
+def _known_fixes(request):
+    """With --known-fixes, every test of properties/ runs on patched pysyncobj (tests/ never does:
+    its finding tests must keep failing on the unmodified releases)."""
+    if not request.config.getoption("--known-fixes") or "properties" not in request.node.path.parts:
+        yield
+        return
+    from harness.mutations import KNOWN_FIXES, inject
+
+    with inject(*KNOWN_FIXES):
+        yield
 
 
 def pytest_collection_modifyitems(config, items):

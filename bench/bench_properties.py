@@ -21,7 +21,11 @@
    (``--hypothesis-show-statistics``).  Examples/second = examples / subprocess
    wall.  Target: -n 2 / -n 1 >= 1.7.  Also shown: the ratio on in-test seconds
    of the busiest worker (start-up excluded), which worker ran each shard (one
-   extra untimed ``-v`` run), and ``-n 2 -m fifo`` (skipped shards deselected).
+   extra untimed ``-v`` run), and ``-n 2 -m fifo``.  The runs use
+   ``--known-fixes``: a run that finds a bug stops early and leaves its core
+   idle, which measures luck rather than throughput, and unmodified pysyncobj
+   has bugs the bench profile finds (FINDINGS.md); ``--xdist-unpatched`` runs
+   on unmodified pysyncobj anyway.
 4. Seeded bugs (if ``harness/mutations.py`` exists).  For every mutation, the
    fifo ``RaftMachine`` runs under ``inject(name)``, in two parallel worker
    processes (mirroring ``-n 2``), each walking its own Hypothesis seeds
@@ -315,8 +319,9 @@ def _busiest(in_test: Dict[str, float], worker_of: Dict[str, str]) -> float:
     return max(per.values(), default=float("nan"))
 
 
-def bench_xdist(repeat: int, profile: str, timeout: float, path: str) -> dict:
-    variants = {"-n 1": (1, ()), "-n 2": (2, ()), "-n 2 -m fifo": (2, ("-m", "fifo"))}
+def bench_xdist(repeat: int, profile: str, timeout: float, path: str, known_fixes: bool = True) -> dict:
+    common = ("--known-fixes",) if known_fixes else ()
+    variants = {"-n 1": (1, common), "-n 2": (2, common), "-n 2 -m fifo": (2, common + ("-m", "fifo"))}
     runs: Dict[str, List[dict]] = {v: [] for v in variants}
     names = list(variants)
     for r in range(repeat):  # interleaved, rotating which goes first
@@ -328,7 +333,7 @@ def bench_xdist(repeat: int, profile: str, timeout: float, path: str) -> dict:
     for v, (n, extra) in variants.items():
         worker_of[v] = run_pytest(n, profile, timeout, path, extra, verbose=True)["worker_of"] if n > 1 else {}
     print(f"[3] pytest-xdist: python -m pytest {path} -q -p no:logging --hypothesis-profile={profile} "
-          f"-n N --hypothesis-show-statistics [-m fifo]; repeat={repeat}, interleaved, medians")
+          f"-n N --hypothesis-show-statistics {' '.join(common)} [-m fifo]; repeat={repeat}, interleaved, medians")
     res = {}
     for v, (n, _) in variants.items():
         rs = runs[v]
@@ -716,6 +721,8 @@ def main() -> None:
     parser.add_argument("--xdist-path", default="properties/test_raft.py",
                         help="part 3: what pytest runs (default properties/test_raft.py: the fifo machine, the "
                              "unreliable one skipped; properties/ also holds other machines now)")
+    parser.add_argument("--xdist-unpatched", action="store_true",
+                        help="part 3: unmodified pysyncobj (runs that find a bug stop early: noisy)")
     parser.add_argument("--skip-mutations", action="store_true", help="skip part 4 (seeded bugs)")
     parser.add_argument("--mutations", help="part 4: comma-separated names (default: all in MUTATIONS)")
     parser.add_argument("--trials", type=int, help="part 4: detection trials per mutation (default 3, quick 1)")
@@ -766,7 +773,8 @@ def main() -> None:
     elif a.skip_xdist:
         print("[3] pytest-xdist: skipped (--skip-xdist)")
     else:
-        xd = bench_xdist(xdist_repeat, a.xdist_profile, timeout=1800, path=a.xdist_path)
+        xd = bench_xdist(xdist_repeat, a.xdist_profile, timeout=1800, path=a.xdist_path,
+                         known_fixes=not a.xdist_unpatched)
         failed = sum(r["failed"] for r in xd["res"].values())
         summary.append(("examples/s -n 2 / -n 1 (wall)", f"{xd['ratio']:.2f}", ">= 1.7",
                         ("met" if xd["ratio"] >= 1.7 else "NOT met")

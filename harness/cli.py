@@ -396,7 +396,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
               f"{sys.version.split()[0]})\n")
     out.write(f"  network {args.network}, workers {workers}, cluster sizes {nodes or 'default'}, budget "
               f"{format_duration(budget)}, seed {seed if seed is not None else 'random'}, "
-              f"{'keep going' if args.keep_going else 'stop at the first violation'}\n")
+              f"{'keep going' if args.keep_going else 'stop at the first violation'}"
+              f"{', known fixes installed' if args.known_fixes else ''}\n")
     db_text = database or os.environ.get("RAFT_HARNESS_DB") or str(root / ".hypothesis" / "examples")
     out.write(f"  example database {db_text}\n  reports in {report_dir}\n")
     out.flush()
@@ -406,6 +407,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "pytest", *paths, *xdist, "-p", "no:logging", "-p", "no:cacheprovider",
            "-p", "harness.fuzz_plugin", f"--hypothesis-profile={args.profile}", f"--network={args.network}",
            "-q", "-rfE", "--color=no"]
+    if args.known_fixes:
+        cmd.append("--known-fixes")
     if importlib.util.find_spec("pytest_timeout") is not None:
         cmd.append("--timeout=0")  # setup.cfg's per-test timeout is for the test suite, not for campaigns
     if not args.keep_going:
@@ -744,12 +747,16 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
     steps = doc["steps"]
     codes = [html_report.step_code(s) for s in steps]
     recorded_on = doc.get("pysyncobj_version")
+    patches = [str(p) for p in doc.get("patches") or ()]
     out.write(f"replaying {json_path}: {len(steps)} steps on {cls.__module__}.{cls.__qualname__}, network "
               f"{doc.get('network')}, seed {doc.get('seed')}; recorded on pysyncobj {recorded_on}, "
               f"replaying on {VERSION}\n")
+    if patches:
+        out.write(f"recorded with patches {', '.join(patches)} installed: replaying with them\n")
     out.flush()
-    first = run_recorded(cls, steps)
-    second = run_recorded(cls, steps)
+    with _patched(patches):
+        first = run_recorded(cls, steps)
+        second = run_recorded(cls, steps)
     if not _compare_runs(first, second, codes, out):
         return EXIT_BROKEN
     recorded = [s.get("digest") for s in steps]
@@ -764,6 +771,20 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
         out.write(f"note: recorded on pysyncobj {recorded_on}, replayed on {VERSION}: trace digests are not "
                   f"compared with the recording\n")
     return _verdict(first, sorted({str(v.get("invariant")) for v in doc.get("violations") or ()}), out)
+
+
+@contextlib.contextmanager
+def _patched(patches: Sequence[str]) -> Iterator[None]:
+    """Install the named harness.mutations patches (a recording's, or the known fixes) for a replay."""
+    from . import mutations
+
+    with contextlib.ExitStack() as stack:
+        if patches:
+            try:
+                stack.enter_context(mutations.inject(*patches))
+            except (KeyError, mutations.MutationNotApplicable) as e:
+                raise UsageError(f"cannot install the patches {list(patches)} on this pysyncobj: {e}") from None
+        yield
 
 
 def _verdict(run: ReplayRun, expected: Sequence[str], out) -> int:
@@ -865,7 +886,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     blob = parse_blob(target, args.hypothesis_version)
     if blob is None:
         raise UsageError(f"{target}: no such report (file or directory), and not a @reproduce_failure blob")
-    return replay_blob(blob[0], blob[1], args.machine, args.network, sys.stdout)
+    from .mutations import KNOWN_FIXES
+
+    with _patched(list(KNOWN_FIXES) if args.known_fixes else []):
+        return replay_blob(blob[0], blob[1], args.machine, args.network, sys.stdout)
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -901,6 +925,9 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--properties", action="append", metavar="PATH",
                     help="pytest path or node id to fuzz instead of properties/ (repeatable)")
     fz.add_argument("--profile", default="fuzz", help="Hypothesis profile from conftest.py (default fuzz)")
+    fz.add_argument("--known-fixes", action="store_true",
+                    help="fuzz pysyncobj with the fixes for findings already made (harness.mutations.KNOWN_FIXES), "
+                         "to hunt for new bugs")
     fz.set_defaults(func=cmd_fuzz)
 
     rp = sub.add_parser("replay", help="re-run a counterexample twice and confirm it still fails",
@@ -913,6 +940,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--network", choices=("fifo", "unreliable"), default="fifo",
                     help="for a blob without --machine: FifoRaft or UnreliableRaft (default fifo)")
     rp.add_argument("--hypothesis-version", help="for a bare blob: the Hypothesis version that printed it")
+    rp.add_argument("--known-fixes", action="store_true",
+                    help="for a blob: replay with the known fixes installed (a report records its own patches)")
     rp.set_defaults(func=cmd_replay)
 
     rr = sub.add_parser("report", help="(re)render report.html for a saved counterexample")

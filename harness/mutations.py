@@ -1,4 +1,4 @@
-"""Seeded Raft bugs: known-wrong patches of pysyncobj, to check that the harness can fail.
+"""Source patches of pysyncobj: seeded Raft bugs, and fixes for bugs the harness already found.
 
 A harness that never fails proves nothing.  This module injects classic Raft
 bugs into pysyncobj, in-process and only for the duration of a ``with`` block,
@@ -9,6 +9,15 @@ each of them::
 
     with inject("vote_twice"):
         run_state_machine_as_test(MyMachine, settings=...)   # must raise
+
+The same mechanism installs :data:`KNOWN_FIXES`: minimal corrections of
+findings in FINDINGS.md.  A long fuzzing campaign keeps rediscovering the bug
+it finds most easily; with the known fixes in (``pytest properties/
+--known-fixes``, ``raft-harness fuzz --known-fixes``) it hunts for the next
+one.  Each fix is tied to a finding whose regression test in
+``tests/findings/`` still runs against unmodified pysyncobj, so nothing is
+hidden: the fixes change what a campaign looks for, not what the test suite
+reports.
 
 Each :class:`Mutation` is a source-level patch of one ``pysyncobj.syncobj.SyncObj``
 method: the method's source (``inspect.getsource``) gets exactly one
@@ -54,7 +63,8 @@ from pysyncobj.transport import Transport
 
 from .compat import VERSION
 
-__all__ = ["Mutation", "MutationNotApplicable", "MUTATIONS", "active", "inject", "names", "verify_all"]
+__all__ = ["Mutation", "MutationNotApplicable", "MUTATIONS", "KNOWN_FIXES", "active", "inject", "installed",
+           "names", "verify_all"]
 
 _TARGET = _syncobj.SyncObj
 _FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
@@ -267,7 +277,7 @@ def _probe_forget_term_and_vote(p: _Probe) -> bool:
 # --------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Mutation:
-    """One seeded bug: replace ``old`` by ``new`` in the source of ``SyncObj.<method>``.
+    """One patch (a seeded bug or a known fix): replace ``old`` by ``new`` in the source of ``SyncObj.<method>``.
 
     ``variants`` are alternative ``(old, new)`` pairs for other pysyncobj
     releases; the first whose ``old`` occurs exactly once is applied.  Snippets
@@ -320,16 +330,16 @@ class Mutation:
         """Check directly that the patch changes behaviour: the probe must pass only when injected.
 
         Raises MutationNotApplicable if this release lacks the code, AssertionError if the probe
-        does not tell the unmodified and the mutated method apart.
+        does not tell the unmodified and the patched method apart.
         """
         self.patched_method_source()
         if _run_probe(self):
-            raise AssertionError(f"probe of mutation {self.name!r} shows the bug on unmodified pysyncobj "
-                                 f"{VERSION}: the probe is wrong or this release has the bug already")
+            raise AssertionError(f"probe of patch {self.name!r} already passes on unmodified pysyncobj "
+                                 f"{VERSION}: the probe is wrong or this release behaves that way already")
         with inject(self):
             if not _run_probe(self):
-                raise AssertionError(f"mutation {self.name!r} was installed but its probe does not see the "
-                                     f"bug: the patch does not change behaviour on pysyncobj {VERSION}")
+                raise AssertionError(f"patch {self.name!r} was installed but its probe does not see the "
+                                     f"change: the patch does not change behaviour on pysyncobj {VERSION}")
 
 
 @contextlib.contextmanager
@@ -569,7 +579,45 @@ _LIST = [
 MUTATIONS: Dict[str, Mutation] = {m.name: m for m in _LIST}
 
 
+# --------------------------------------------------------------------------------------------
+# Known fixes (FINDINGS.md); each probe is True when the *fixed* behaviour is there
+# --------------------------------------------------------------------------------------------
+def _probe_snapshot_chunk_keeps_commit(p: _Probe) -> bool:
+    p.append(2, 1)
+    p.append(3, 1)
+    p.make(_FOLLOWER, 1)
+    # The first chunk of a snapshot from a leader of term 2 that committed up to 3.
+    p.receive("b", {"type": "append_entries", "term": 2, "commit_index": 3, "serialized": (b"chunk", True, False)})
+    return p.obj.raftCommitIndex < 2  # 2@1 and 3@1 are this node's own, never committed entries
+
+
+_FIX_LIST = [
+    Mutation(
+        name="snapshot_chunk_commit",
+        title="Finding 3: a snapshot chunk does not advance the commit index",
+        description=(
+            "Until the last chunk of a snapshot has arrived, the receiver's log is still its own old "
+            "log, so the leader's commit index says nothing about it: return after storing a chunk "
+            "instead of raising the commit index over entries the receiver appended alone.  Regression "
+            "test: tests/findings/test_snapshot_chunk_commits_stale_entries.py."),
+        method=_ON_MESSAGE,
+        old=("                self.__loadDumpFile(clearJournal=True)\n"
+             "                self.__sendNextNodeIdx(node, success=True)\n"),
+        new=("                self.__loadDumpFile(clearJournal=True)\n"
+             "                self.__sendNextNodeIdx(node, success=True)\n"
+             "            else:\n"
+             "                return  # KNOWN FIX snapshot_chunk_commit (finding 3)\n"),
+        probe=_probe_snapshot_chunk_keeps_commit,
+    ),
+]
+
+#: Fixes for findings the harness made, by name (never a seeded bug's name).
+KNOWN_FIXES: Dict[str, Mutation] = {m.name: m for m in _FIX_LIST}
+assert not set(KNOWN_FIXES) & set(MUTATIONS)
+
+
 def names() -> List[str]:
+    """The seeded bugs' names (the known fixes are the keys of :data:`KNOWN_FIXES`)."""
     return list(MUTATIONS)
 
 
@@ -606,27 +654,40 @@ def _compile(m: Mutation, source: str):
     return func
 
 
+#: Names of the patches installed right now, in installation order.
+_INSTALLED: List[str] = []
+
+
+def installed() -> List[str]:
+    """Every patch installed right now (seeded bugs and known fixes), in the order they went in;
+    a counterexample records them so that its replay runs on the same code."""
+    return list(_INSTALLED)
+
+
 @contextlib.contextmanager
 def inject(*mutations: Union[str, Mutation]) -> Iterator[List[Mutation]]:
-    """Install the given bugs (names from :data:`MUTATIONS`, or Mutation objects) on
-    ``pysyncobj.syncobj.SyncObj`` for the duration of the block.
+    """Install the given patches (names from :data:`MUTATIONS` or :data:`KNOWN_FIXES`, or Mutation
+    objects) on ``pysyncobj.syncobj.SyncObj`` for the duration of the block.
 
     Every patch is compiled (and checked to apply) before the block starts, and
     the original attributes are put back on exit, also when the block raises.
     """
     if not mutations:
         raise ValueError("inject() needs at least one mutation")
-    unknown = [m for m in mutations if not isinstance(m, Mutation) and m not in MUTATIONS]
+    known = {**MUTATIONS, **KNOWN_FIXES}
+    unknown = [m for m in mutations if not isinstance(m, Mutation) and m not in known]
     if unknown:
-        raise KeyError(f"unknown mutation(s) {unknown}; known: {names()}")
-    mutations = [m if isinstance(m, Mutation) else MUTATIONS[m] for m in mutations]
+        raise KeyError(f"unknown mutation(s) {unknown}; seeded bugs: {names()}, known fixes: {list(KNOWN_FIXES)}")
+    mutations = [m if isinstance(m, Mutation) else known[m] for m in mutations]
     saved: List[Tuple[str, bool, object]] = []
+    depth = len(_INSTALLED)
     try:
         for m in mutations:
             had = m.method in vars(_TARGET)
             func = _compile(m, m.patched_method_source())
             saved.append((m.method, had, vars(_TARGET).get(m.method)))
             setattr(_TARGET, m.method, func)
+            _INSTALLED.append(m.name)
         yield mutations
     finally:
         for method, had, original in reversed(saved):
@@ -634,6 +695,7 @@ def inject(*mutations: Union[str, Mutation]) -> Iterator[List[Mutation]]:
                 setattr(_TARGET, method, original)
             else:
                 delattr(_TARGET, method)
+        del _INSTALLED[depth:]
 
 
 def active() -> Dict[str, str]:
@@ -641,10 +703,11 @@ def active() -> Dict[str, str]:
     return {k: v.__mutation__ for k, v in vars(_TARGET).items() if hasattr(v, "__mutation__")}
 
 
-def verify_all() -> Dict[str, Optional[str]]:
-    """Run every mutation's probe; name -> None if it applies and changes behaviour, else the reason."""
+def verify_all(registry: Optional[Dict[str, Mutation]] = None) -> Dict[str, Optional[str]]:
+    """Run every probe of ``registry`` (default :data:`MUTATIONS`); name -> None if the patch applies
+    and changes behaviour, else the reason."""
     out: Dict[str, Optional[str]] = {}
-    for name, m in MUTATIONS.items():
+    for name, m in (MUTATIONS if registry is None else registry).items():
         try:
             m.verify()
             out[name] = None

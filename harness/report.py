@@ -5,6 +5,7 @@ import json
 import os
 from typing import Sequence
 
+from .mutations import installed as installed_patches
 from .state import NodeState
 
 
@@ -40,7 +41,9 @@ def recent_messages(cluster, limit: int = 20) -> str:
 
 def describe(cluster) -> str:
     """Everything a failure message should carry beyond the broken property itself."""
-    return (f"pysyncobj {cluster.pysyncobj_version}, network={cluster.network_model}, seed={cluster.seed}, "
+    patches = installed_patches()
+    patched = f" patched with {', '.join(patches)}" if patches else ""
+    return (f"pysyncobj {cluster.pysyncobj_version}{patched}, network={cluster.network_model}, seed={cluster.seed}, "
             f"t={cluster.now:.4f}\n{node_table([cluster.state(i) for i in cluster.node_ids])}\n"
             f"last messages delivered:\n{recent_messages(cluster)}")
 
@@ -49,7 +52,8 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
     """Write ``counterexample.json`` for a failed run of ``machine``; returns its path.
 
     Holds what a reader or ``replay`` needs: the steps as data and as code,
-    the pysyncobj version, channel model and seed, the broken property, and per
+    the pysyncobj version and the patches installed on it, channel model and
+    seed, the broken property, and per
     step the node states, the messages delivered and the trace digest.
     """
     cluster = machine.cluster
@@ -59,6 +63,7 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
         "format": 1,
         "machine": f"{type(machine).__module__}.{type(machine).__qualname__}",
         "pysyncobj_version": cluster.pysyncobj_version if cluster else None,
+        "patches": installed_patches(),  # harness.mutations patches in effect (known fixes, seeded bugs)
         "network": machine.network,
         "seed": cluster.seed if cluster else None,
         "error": type(error).__name__,

@@ -6,6 +6,8 @@ one of them instead of ``properties/``.  All drive real pysyncobj nodes:
 * ``InjectedBugRaft`` reports a violation as soon as any node commits index
   ``bug_index`` (an injected "bug" every example hits within a few steps, so a
   campaign finds, shrinks and reports it in seconds).
+* ``PatchedOnlyBugRaft`` has that bug only while a ``harness.mutations``
+  patch is installed (for replays of patched recordings).
 * ``QuietRaft`` has client operations and waits only: nothing to find, for
   budget and statistics tests.
 * ``FlakyRaft`` is deliberately nondeterministic (every other ``wait``, counted
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 
 from harness.invariants import SafetyViolation, Violation
+from harness.mutations import installed
 from harness.report import describe
 from harness.stateful import RaftMachine
 
@@ -42,6 +45,16 @@ class InjectedBugRaft(RaftMachine):
                                nodes=(node_id,), indexes=(self.bug_index,),
                                terms=(entry.term,) if entry is not None else ())],
                     describe(self.cluster)))
+
+
+class PatchedOnlyBugRaft(InjectedBugRaft):
+    """The injected bug exists only while a harness.mutations patch is installed: a replay that
+    forgets a recording's patches no longer fails."""
+
+    @invariant()
+    def injected_bug(self) -> None:
+        if installed():
+            super().injected_bug()
 
 
 class InjectedBugTooRaft(InjectedBugRaft):

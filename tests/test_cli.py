@@ -21,10 +21,11 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from harness import cli
 from harness.fuzz_plugin import report_dir_name, seed_for
+from harness.mutations import inject, installed
 from harness.stats import parse_node_range
 from harness.util import alloc_port
 
-from cli_machines import FlakyRaft, InjectedBugRaft
+from cli_machines import FlakyRaft, InjectedBugRaft, PatchedOnlyBugRaft
 
 HERE = Path(__file__).resolve().parent
 MACHINES = HERE / "cli_machines.py"
@@ -216,6 +217,31 @@ def test_replay_of_a_fixed_bug_passes(bug_report, capsys):
     # The same steps on a machine without the injected bug: replayed, and no longer failing.
     assert cli.main(["replay", str(bug_report), "--machine", "harness.stateful.RaftMachine"]) == 0
     assert "NO LONGER FAILS" in capsys.readouterr().out
+
+
+def test_replay_installs_the_patches_a_recording_was_made_with(tmp_path, monkeypatch, capsys):
+    directory = tmp_path / "patched"
+    with inject("snapshot_chunk_commit"):
+        assert record(PatchedOnlyBugRaft, BUG_STEPS, directory, monkeypatch) is not None
+    assert installed() == []
+    path = directory / "counterexample.json"
+    doc = json.loads(path.read_text())
+    assert doc["patches"] == ["snapshot_chunk_commit"]
+    assert cli.main(["replay", str(directory)]) == 1
+    out = capsys.readouterr().out
+    assert "recorded with patches snapshot_chunk_commit installed" in out and "STILL FAILS" in out
+    assert installed() == []
+    # Without the patch the same steps pass: the replay above really ran patched code.
+    path.write_text(json.dumps(dict(doc, patches=[])))
+    assert cli.main(["replay", str(directory)]) == 0
+    assert "NO LONGER FAILS" in capsys.readouterr().out
+
+
+def test_replay_rejects_patches_it_does_not_know(bug_report, capsys):
+    path = bug_report / "counterexample.json"
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), patches=["no_such_patch"])))
+    code = cli.main(["replay", str(bug_report)])
+    assert "cannot install the patches ['no_such_patch']" in one_line_error(capsys.readouterr().err, code)
 
 
 def test_replay_falls_back_to_the_network_machine(bug_report, capsys):

@@ -13,12 +13,23 @@ Found by ``FifoRaft`` (pysyncobj's own TCP contract). See FINDINGS.md.
 import pytest
 
 from harness import Cluster, SafetyChecker, SafetyViolation
-
-pytestmark = pytest.mark.xfail(strict=True, raises=SafetyViolation,
-                               reason="pysyncobj 0.3.11-0.3.17 advance the commit index on snapshot chunks")
+from harness.mutations import inject
 
 
+@pytest.mark.xfail(strict=True, raises=SafetyViolation,
+                   reason="pysyncobj 0.3.11-0.3.17 advance the commit index on snapshot chunks")
 def test_snapshot_transfer_never_commits_the_receivers_own_stale_entries():
+    _deposed_leader_receives_a_snapshot()
+
+
+def test_the_known_fix_removes_the_violation():
+    """``harness.mutations.KNOWN_FIXES['snapshot_chunk_commit']`` (what ``--known-fixes`` installs)
+    makes exactly these steps pass."""
+    with inject("snapshot_chunk_commit"):
+        _deposed_leader_receives_a_snapshot()
+
+
+def _deposed_leader_receives_a_snapshot() -> None:
     checker, cursor = SafetyChecker(), 0
     with Cluster(3, seed=0) as c:
         old = c.wait_leader()
