@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import inspect
+import io
 import itertools
 import linecache
 import os
@@ -56,6 +58,7 @@ import tempfile
 import textwrap
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import pysyncobj.pickle as pysyncobj_pickle
 import pysyncobj.syncobj as _syncobj
 from pysyncobj import SyncObjConf
 from pysyncobj.node import Node
@@ -591,6 +594,21 @@ def _probe_snapshot_chunk_keeps_commit(p: _Probe) -> bool:
     return p.obj.raftCommitIndex < 2  # 2@1 and 3@1 are this node's own, never committed entries
 
 
+def _probe_stale_snapshot_keeps_log(p: _Probe) -> bool:
+    for index in range(2, 6):
+        p.append(index, 1)
+    p.set("raftCommitIndex", 5)
+    p.set("raftLastApplied", 5)
+    p.make(_FOLLOWER, 1)
+    # A one-chunk snapshot ending at 3@1, an entry this node has (and committed, and applied).
+    dump = io.BytesIO()
+    with gzip.GzipFile(fileobj=dump, mode="wb") as g:
+        pysyncobj_pickle.dump((None, (_NOOP, 3, 1), (_NOOP, 2, 1), set()), g)
+    p.receive("b", {"type": "append_entries", "term": 1, "commit_index": 5,
+                    "serialized": (dump.getvalue(), True, True)})
+    return p.obj.raftCommitIndex == 5 and p.obj.raftLastApplied == 5 and p.log[-1] == (5, 1)
+
+
 _FIX_LIST = [
     Mutation(
         name="snapshot_chunk_commit",
@@ -608,6 +626,30 @@ _FIX_LIST = [
              "            else:\n"
              "                return  # KNOWN FIX snapshot_chunk_commit (finding 3)\n"),
         probe=_probe_snapshot_chunk_keeps_commit,
+    ),
+    Mutation(
+        name="stale_snapshot_keeps_log",
+        title="Finding 12: a follower ignores a snapshot of entries it already has",
+        description=(
+            "Raft's InstallSnapshot rule: when the snapshot's last entry is already in the follower's "
+            "log with the same term (or compacted past), the follower keeps its log and state machine "
+            "and answers next index = snapshot index + 1, instead of replacing both by the older "
+            "snapshot.  Regression test: tests/findings/test_stale_snapshot_rolls_back_follower.py.  "
+            "(The received dump file has already replaced the node's own by then; harmless in the "
+            "simulation, see FINDINGS.md.)"),
+        method=_ON_MESSAGE,
+        old=("        elif serialized is not None:\n"
+             "            if self.__serializer.setTransmissionData(serialized):\n"),
+        new=("        elif serialized is not None:\n"
+             "            snapshotEnd = None  # KNOWN FIX stale_snapshot_keeps_log (finding 12)\n"
+             "            if self.__serializer.setTransmissionData(serialized):\n"
+             "                snapshotEnd = self.__serializer.deserialize()[1]  # its last entry: (command, index, term)\n"
+             "                ownEntries = self.__getEntries(snapshotEnd[1], 1)\n"
+             "                if snapshotEnd[1] < self.__raftLog[0][1] or (ownEntries and ownEntries[0][2] == snapshotEnd[2]):\n"
+             "                    self.__sendNextNodeIdx(node, nextNodeIdx=snapshotEnd[1] + 1, success=True)\n"
+             "                    return\n"
+             "            if snapshotEnd is not None:\n"),
+        probe=_probe_stale_snapshot_keeps_log,
     ),
 ]
 

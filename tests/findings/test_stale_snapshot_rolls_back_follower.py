@@ -1,0 +1,112 @@
+"""Finding: a follower installs a snapshot older than its own log; its commit index and applied state go back.
+
+When the last chunk of a snapshot arrives, ``__onMessageReceived`` calls
+``__loadDumpFile(clearJournal=True)`` unconditionally: the follower replaces
+its whole log and state machine with the snapshot, even when it already has
+(and has committed and applied) entries past the snapshot's last index.  Raft's
+InstallSnapshot rule keeps the log after the snapshot's last entry when the
+follower already has that entry, and never moves the state machine back.
+
+Stale snapshots come from the leader's own pipelining: a new leader starts
+every ``nextIndex`` at its last index + 1, a lagging follower answers each
+heartbeat with a reset to its short log, and every reset that reaches the
+leader after the snapshot went out makes it send the same snapshot again.  A
+follower whose replies take longer than a heartbeat period (here: its sends are
+delayed) gets the snapshot, the entries after it, then the snapshot again.
+
+The snapshot and the entries the leader sends behind it arrive microseconds
+apart, so the first test checks after every delivered message, not every step.
+The second shows what the rollback costs: writes the leader acknowledged with
+this follower's vote in the majority are gone from the follower's log, and two
+crashes later from the cluster.  See FINDINGS.md.
+"""
+import pytest
+
+from harness import Cluster, DelayFilter, SafetyChecker, SafetyViolation
+from harness.history import OK
+from harness.mutations import inject
+
+affected = pytest.mark.xfail(strict=True, raises=SafetyViolation,
+                             reason="pysyncobj 0.3.11-0.3.17 install a snapshot older than the follower's log")
+
+
+def _lagging_follower_meets_a_new_leader(c, send_delay, recv_delay=0.0):
+    """A follower misses 10 writes, the node that becomes the next leader compacts its log past them,
+    the old leader crashes and the follower comes back with slow links; returns (old, lagging, new)."""
+    old = c.wait_leader()
+    lagging, new = [n for n in c.node_ids if n != old]
+    c.crash(lagging)
+    for i in range(10):
+        c.must_put("k", i)
+    c.force_snapshot(new)  # the next leader's log now starts past everything the lagging node has
+    c.run_for(0.5)
+    c.crash(old)  # so `new` is elected with the lagging node's vote and starts with nextIndex = its last + 1
+    c.add_send_filter(lagging, DelayFilter(send_delay))  # replies take longer than a heartbeat period
+    if recv_delay:
+        c.add_recv_filter(lagging, DelayFilter(recv_delay))
+    c.restart(lagging)
+    assert c.wait_leader() == new
+    return old, lagging, new
+
+
+@affected
+def test_stale_snapshot_never_moves_a_followers_commit_index_or_state_back():
+    _check_every_message_after_a_stale_snapshot()
+
+
+@affected
+def test_acknowledged_writes_survive_a_stale_snapshot_and_two_crashes():
+    _crash_the_follower_while_it_lacks_acknowledged_writes()
+
+
+def test_the_known_fix_removes_both_violations():
+    """``harness.mutations.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass."""
+    with inject("stale_snapshot_keeps_log"):
+        _check_every_message_after_a_stale_snapshot()
+        _crash_the_follower_while_it_lacks_acknowledged_writes()
+
+
+def _check_every_message_after_a_stale_snapshot() -> None:
+    checker, cursor = SafetyChecker(), 0
+    with Cluster(3, seed=0) as c:
+        _, lagging, _ = _lagging_follower_meets_a_new_leader(c, send_delay=0.5)
+        applied, value = 0, None
+
+        def check_after_every_message():
+            nonlocal cursor, applied, value
+            completed, cursor = c.history.completed_since(cursor)
+            checker.step(c.observe(), completed, c.node_errors)  # state_machine_safety: commit index went back
+            state, node = c.state(lagging), c.node(lagging)
+            assert state.last_applied >= applied, f"{lagging} applied index went back"
+            assert (node.local_get("k") or 0) >= (value or 0), f"{lagging} local read of k went back"
+            applied, value = state.last_applied, node.local_get("k")
+            return False
+
+        c.run_until(check_after_every_message, timeout=3)
+
+
+def _crash_the_follower_while_it_lacks_acknowledged_writes() -> None:
+    checker = SafetyChecker()
+    with Cluster(3, seed=5) as c:
+        old, lagging, new = _lagging_follower_meets_a_new_leader(c, send_delay=0.3, recv_delay=0.1)
+        writes = []
+
+        def lagging_node_lost_an_acknowledged_write():
+            last = c.state(lagging).last_index
+            return any(w.outcome == OK and w.index > last for w in writes)
+
+        for i in range(40):  # with old down, every acknowledgement needs the lagging node's copy
+            writes.append(c.put("w", i, via=new))
+            if c.run_until(lagging_node_lost_an_acknowledged_write, timeout=0.05):
+                break
+        c.crash(lagging)  # before it handles the entries the leader sent behind the stale snapshot
+        c.crash(new)
+        c.clear_all_filters()
+        c.restart(old)
+        c.restart(lagging)
+        for i in range(3):
+            c.must_put("z", i)  # the leader the two elect must have every acknowledged write
+        c.restart(new)
+        c.run_for(1)
+        completed, _ = c.history.completed_since(0)
+        checker.step(c.observe(), completed, c.node_errors)  # durability
