@@ -40,6 +40,11 @@ class WatchedJournal:
         self._inner = inner
         self.changed_from: Optional[int] = 1
         self.resets = 0  # clear() calls: pysyncobj replacing the log by a received snapshot
+        # pysyncobj stores every new commit index through the journal: the highest this incarnation
+        # stored, and the first drop below it since last asked (the value read from disk at start
+        # is not counted: pysyncobj clamps it to the log on its first tick).
+        self.commit_high = 0
+        self.commit_fell: Optional[Tuple[int, int]] = None
 
     def _mark(self, index: int) -> None:
         if self.changed_from is None or index < self.changed_from:
@@ -61,6 +66,14 @@ class WatchedJournal:
 
     def deleteEntriesTo(self, entryTo):  # compaction drops a prefix; no entry changes
         return self._inner.deleteEntriesTo(entryTo)
+
+    def setRaftCommitIndex(self, raftCommitIndex):
+        if raftCommitIndex < self.commit_high:
+            if self.commit_fell is None:
+                self.commit_fell = (self.commit_high, raftCommitIndex)
+        else:
+            self.commit_high = raftCommitIndex
+        return self._inner.setRaftCommitIndex(raftCommitIndex)
 
     #: Called with no arguments after the journal was msync'ed (``flush``, ``_destroy``); see harness.storage.
     on_flush = None
@@ -86,9 +99,11 @@ class WatchedJournal:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def take_changes(self) -> Optional[int]:
+    def take_changes(self) -> Tuple[Optional[int], Optional[Tuple[int, int]]]:
+        """(lowest index changed, first commit-index drop) since last asked; resets both."""
         changed, self.changed_from = self.changed_from, None
-        return changed
+        fell, self.commit_fell = self.commit_fell, None
+        return changed, fell
 
 
 def _log(node):
@@ -134,12 +149,13 @@ def observe(node, node_id: str, incarnation: int, voter: bool, consume: bool = F
     """A frozen :class:`NodeState` of a live node; ``consume`` resets the journal's change mark."""
     log = _log(node)
     first_index, last_index, last_term = log[0][1], log[-1][1], log[-1][2]
+    commit_fell = None
     if not isinstance(log, WatchedJournal):
         changed_from = first_index
     elif consume:
-        changed_from = log.take_changes()
+        changed_from, commit_fell = log.take_changes()
     else:
-        changed_from = log.changed_from
+        changed_from, commit_fell = log.changed_from, log.commit_fell
     changed: Tuple[Entry, ...] = ()
     changed_prev_term = None
     if changed_from is not None:
@@ -172,6 +188,7 @@ def observe(node, node_id: str, incarnation: int, voter: bool, consume: bool = F
         changed_from=changed_from,
         changed_prev_term=changed_prev_term,
         snapshots_installed=getattr(log, "resets", 0),
+        commit_fell=commit_fell,
         changed=changed,
         tail=tuple(entries(node, max(last_index - tail + 1, first_index))),
     )

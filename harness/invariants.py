@@ -230,6 +230,11 @@ class StateMachineSafety(Invariant):
             if prev is not None and s.commit_index < prev:
                 out.append(Violation(self.name, f"{s.id} commit index went back from {prev} to {s.commit_index}",
                                      nodes=(s.id,), indexes=(prev, s.commit_index)))
+            elif s.commit_fell is not None:
+                high, low = s.commit_fell
+                out.append(Violation(self.name, f"{s.id} commit index went back from {high} to {low} since "
+                                     f"the previous step (now {s.commit_index})",
+                                     nodes=(s.id,), indexes=(high, low)))
             if s.commit_index > s.last_index:
                 out.append(Violation(self.name, f"{s.id} claims commit index {s.commit_index} "
                                      f"past its last log index {s.last_index}",

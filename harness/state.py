@@ -54,6 +54,9 @@ class NodeState:
     changed_from: Optional[int] = None
     changed_prev_term: Optional[int] = None  # term of the entry just before ``changed_from``
     snapshots_installed: int = 0  # snapshots received from a leader by this incarnation
+    # (from, to): pysyncobj stored a lower commit index than before since the previous observation,
+    # even if it rose again before this one (a rollback that lasted microseconds is still one).
+    commit_fell: Optional[Tuple[int, int]] = None
     changed: Tuple[Entry, ...] = dataclasses.field(default=(), repr=False)
     tail: Tuple[Entry, ...] = dataclasses.field(default=(), repr=False)  # last few entries, for reports
 

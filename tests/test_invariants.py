@@ -62,7 +62,8 @@ def to_entries(log: Sequence[EntrySpec]) -> Tuple[Entry, ...]:
 
 def node_state(node_id: str, term: int, role: str = FOLLOWER, log: Sequence[EntrySpec] = (),
                commit: int = 0, *, incarnation: int = 1, changed_from=_WHOLE, up: bool = True,
-               leader: Optional[str] = None, snapshots_installed: int = 0) -> NodeState:
+               leader: Optional[str] = None, snapshots_installed: int = 0,
+               commit_fell: Optional[Tuple[int, int]] = None) -> NodeState:
     """One NodeState.  ``log`` is the log as it is now (its first entry is ``first_index``);
     ``changed_from`` defaults to the whole log, as on the first observation of an incarnation."""
     entries = to_entries(log)
@@ -82,7 +83,7 @@ def node_state(node_id: str, term: int, role: str = FOLLOWER, log: Sequence[Entr
                      voted_for=None, leader=leader, commit_index=commit, last_applied=commit,
                      first_index=first_index, last_index=last_index, last_term=last_term,
                      changed_from=changed_from, changed_prev_term=prev_term, changed=changed,
-                     snapshots_installed=snapshots_installed, tail=entries[-4:])
+                     snapshots_installed=snapshots_installed, commit_fell=commit_fell, tail=entries[-4:])
 
 
 class Observer:
@@ -345,6 +346,33 @@ def test_state_machine_safety_rejects_commit_index_going_back_within_an_incarnat
     violations = rejected(checker, [obs("n1", 1, LEADER, log_upto(3), 2)])
     assert names(violations) == ["state_machine_safety"]
     assert (violations[0].nodes, violations[0].indexes) == (("n1",), (3, 2))
+
+
+def test_state_machine_safety_rejects_a_commit_index_that_fell_and_rose_again_between_steps():
+    """Observed at 3 and at 5, but the journal saw 5 -> 4 -> 5 in between (finding 12's rollback)."""
+    obs, checker = Observer(), SafetyChecker()
+    checker.step([obs("n1", 1, FOLLOWER, log_upto(5), 3)])
+    violations = rejected(checker, [obs("n1", 1, FOLLOWER, log_upto(5), 5, commit_fell=(5, 4))])
+    assert names(violations) == ["state_machine_safety"]
+    assert (violations[0].nodes, violations[0].indexes) == (("n1",), (5, 4))
+    assert "went back from 5 to 4 since the previous step (now 5)" in violations[0].message
+
+
+def test_the_journal_reports_the_first_commit_drop_once():
+    from harness.compat import WatchedJournal
+
+    class Journal(list):
+        def setRaftCommitIndex(self, index):
+            self.commit = index
+
+    journal = WatchedJournal(Journal())
+    for index in (2, 5, 5, 7):
+        journal.setRaftCommitIndex(index)
+    assert journal.take_changes()[1] is None  # only rises (and a repeat)
+    for index in (6, 4, 9, 8):
+        journal.setRaftCommitIndex(index)
+    assert journal.take_changes()[1] == (7, 6) and journal._inner.commit == 8
+    assert journal.take_changes()[1] is None
 
 
 def test_state_machine_safety_rejects_commit_index_past_the_last_log_index():

@@ -15,8 +15,9 @@ follower whose replies take longer than a heartbeat period (here: its sends are
 delayed) gets the snapshot, the entries after it, then the snapshot again.
 
 The snapshot and the entries the leader sends behind it arrive microseconds
-apart, so the first test checks after every delivered message, not every step.
-The second shows what the rollback costs: writes the leader acknowledged with
+apart: the first test checks after every delivered message, the second after
+every 0.25 s step like the fuzzer (the journal wrapper remembers the drop in
+between).  The third shows what the rollback costs: writes the leader acknowledged with
 this follower's vote in the majority are gone from the follower's log, and two
 crashes later from the cluster.  See FINDINGS.md.
 """
@@ -55,14 +56,31 @@ def test_stale_snapshot_never_moves_a_followers_commit_index_or_state_back():
 
 
 @affected
+def test_a_check_per_step_sees_the_rollback_too():
+    """The fuzzer checks after each step (0.25 s), not per message: the journal remembers the drop."""
+    _check_each_step_after_a_stale_snapshot()
+
+
+def _check_each_step_after_a_stale_snapshot() -> None:
+    checker, cursor = SafetyChecker(), 0
+    with Cluster(3, seed=0) as c:
+        _lagging_follower_meets_a_new_leader(c, send_delay=0.5)
+        for _ in range(12):
+            c.run_for(0.25)
+            completed, cursor = c.history.completed_since(cursor)
+            checker.step(c.observe(), completed, c.node_errors)
+
+
+@affected
 def test_acknowledged_writes_survive_a_stale_snapshot_and_two_crashes():
     _crash_the_follower_while_it_lacks_acknowledged_writes()
 
 
-def test_the_known_fix_removes_both_violations():
+def test_the_known_fix_removes_every_violation():
     """``harness.mutations.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass."""
     with inject("stale_snapshot_keeps_log"):
         _check_every_message_after_a_stale_snapshot()
+        _check_each_step_after_a_stale_snapshot()
         _crash_the_follower_while_it_lacks_acknowledged_writes()
 
 
