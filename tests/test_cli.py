@@ -417,6 +417,15 @@ def test_fuzz_budget_nodes_and_seed(tmp_path):
     assert len({e["cluster_seed"] for e in runs[0]}) > 1  # and the examples do differ from each other
 
 
+def test_fuzz_passes_known_fixes_to_the_workers(tmp_path):
+    """(Which tests the option patches is tested in tests/test_known_fixes.py.)"""
+    r = run_cli("fuzz", "--budget", "4s", "--workers", "1", "--known-fixes", "--properties", f"{MACHINES}::TestQuiet",
+                "--report", tmp_path / "report", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "known fixes installed" in r.stdout.splitlines()[1]
+    assert "--known-fixes" in (tmp_path / "report" / "pytest.log").read_text()
+
+
 def test_plain_progress_lines_when_not_a_terminal():
     import io
 
