@@ -409,6 +409,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
            "-q", "-rfE", "--color=no"]
     if args.known_fixes:
         cmd.append("--known-fixes")
+        outside = [p for p in paths if "properties" not in Path(p.partition("::")[0]).parts]
+        if outside:
+            out.write(f"  note: --known-fixes patches only tests under a properties/ directory, not "
+                      f"{', '.join(outside)}\n")
     if importlib.util.find_spec("pytest_timeout") is not None:
         cmd.append("--timeout=0")  # setup.cfg's per-test timeout is for the test suite, not for campaigns
     if not args.keep_going:

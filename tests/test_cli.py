@@ -423,6 +423,7 @@ def test_fuzz_passes_known_fixes_to_the_workers(tmp_path):
                 "--report", tmp_path / "report", timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "known fixes installed" in r.stdout.splitlines()[1]
+    assert "note: --known-fixes patches only tests under a properties/ directory" in r.stdout
     assert "--known-fixes" in (tmp_path / "report" / "pytest.log").read_text()
 
 
