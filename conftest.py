@@ -60,11 +60,32 @@ def pytest_addoption(parser):
                           "(harness.mutations.KNOWN_FIXES): hunt for new bugs instead of rediscovering those")
 
 
+def _in_properties(path, root) -> bool:
+    """Whether ``path`` is in a ``properties/`` directory (below ``root``, when it is below it)."""
+    try:
+        path = path.relative_to(root)
+    except ValueError:
+        pass
+    return "properties" in path.parts[:-1]
+
+
+@pytest.hookimpl(trylast=True)  # after Hypothesis' plugin has loaded --hypothesis-profile
+def pytest_configure(config):
+    """Patched runs keep their examples apart: see harness.database."""
+    current = settings()
+    if config.getoption("--known-fixes") and current.database is not None:
+        from harness.database import KeyPrefixedDatabase
+
+        settings.register_profile("known-fixes", parent=current,
+                                  database=KeyPrefixedDatabase(current.database, b"known-fixes:"))
+        settings.load_profile("known-fixes")
+
+
 @pytest.fixture(autouse=True)
 def _known_fixes(request):
     """With --known-fixes, every test of properties/ runs on patched pysyncobj (tests/ never does:
     its finding tests must keep failing on the unmodified releases)."""
-    if not request.config.getoption("--known-fixes") or "properties" not in request.node.path.parts:
+    if not request.config.getoption("--known-fixes") or not _in_properties(request.node.path, request.config.rootpath):
         yield
         return
     from harness.mutations import KNOWN_FIXES, inject

@@ -30,7 +30,8 @@ FAIL_REASONS: Dict[int, str] = {
 
 
 class WatchedJournal:
-    """Wraps a pysyncobj journal and remembers the lowest log index written since last asked.
+    """Wraps a pysyncobj journal and remembers, since last asked, the lowest log index written and
+    the first drop of the commit index pysyncobj stored (a rollback undone before the next look).
 
     Only the bookkeeping is added; every call reaches the real journal, so
     what ends up on disk is exactly what pysyncobj wrote.
@@ -146,7 +147,8 @@ def role(node) -> str:
 
 def observe(node, node_id: str, incarnation: int, voter: bool, consume: bool = False,
             tail: int = 4) -> NodeState:
-    """A frozen :class:`NodeState` of a live node; ``consume`` resets the journal's change mark."""
+    """A frozen :class:`NodeState` of a live node; ``consume`` resets the journal's change marks
+    (the lowest index changed, the first commit-index drop)."""
     log = _log(node)
     first_index, last_index, last_term = log[0][1], log[-1][1], log[-1][2]
     commit_fell = None

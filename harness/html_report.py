@@ -492,6 +492,12 @@ def _state_table(doc: Dict[str, Any], nodes: Sequence[str], hl: _Highlight) -> s
     return "\n".join(rows)
 
 
+def _patched_with(doc: Dict[str, Any]) -> str:
+    """" patched with a, b" when the recording ran on patched pysyncobj (known fixes, seeded bugs)."""
+    patches = doc.get("patches") or ()
+    return f" patched with {', '.join(map(str, patches))}" if patches else ""
+
+
 def render_html(doc: Dict[str, Any]) -> str:
     """The whole self-contained page for a counterexample document."""
     validate(doc)
@@ -510,7 +516,7 @@ def render_html(doc: Dict[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>",
         f'<h1><span class="bad">&#10007;</span> {_e(title)}</h1>',
         f'<div class="meta">machine <code>{_e(doc.get("machine"))}</code> &middot; pysyncobj '
-        f'{_e(doc.get("pysyncobj_version"))} &middot; network {_e(doc.get("network"))} &middot; seed '
+        f'{_e(doc.get("pysyncobj_version"))}{_e(_patched_with(doc))} &middot; network {_e(doc.get("network"))} &middot; seed '
         f'{_e(doc.get("seed"))} &middot; {len(steps)} steps &middot; {n_msgs} messages &middot; '
         f'{end:.3f} virtual seconds &middot; replay: <code>raft-harness replay &lt;this directory&gt;</code></div>',
         '<ul class="violations">',

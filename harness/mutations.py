@@ -115,9 +115,9 @@ class _Probe:
     """
 
     def __init__(self, self_id: str = "a", others: Sequence[str] = ("b", "c"),
-                 journal: Optional[str] = None) -> None:
+                 journal: Optional[str] = None, dump: Optional[str] = None) -> None:
         conf = SyncObjConf(autoTick=False, dynamicMembershipChange=False, journalFile=journal,
-                           logCompactionMinEntries=10 ** 9, logCompactionMinTime=10 ** 9)
+                           fullDumpFile=dump, logCompactionMinEntries=10 ** 9, logCompactionMinTime=10 ** 9)
         self.obj = _TARGET(Node(self_id), [Node(o) for o in others], conf, nodeClass=Node,
                            transportClass=_RecordingTransport)
         self.transport = self.obj._SyncObj__transport
@@ -595,18 +595,29 @@ def _probe_snapshot_chunk_keeps_commit(p: _Probe) -> bool:
 
 
 def _probe_stale_snapshot_keeps_log(p: _Probe) -> bool:
-    for index in range(2, 6):
-        p.append(index, 1)
-    p.set("raftCommitIndex", 5)
-    p.set("raftLastApplied", 5)
-    p.make(_FOLLOWER, 1)
-    # A one-chunk snapshot ending at 3@1, an entry this node has (and committed, and applied).
-    dump = io.BytesIO()
-    with gzip.GzipFile(fileobj=dump, mode="wb") as g:
-        pysyncobj_pickle.dump((None, (_NOOP, 3, 1), (_NOOP, 2, 1), set()), g)
-    p.receive("b", {"type": "append_entries", "term": 1, "commit_index": 5,
-                    "serialized": (dump.getvalue(), True, True)})
-    return p.obj.raftCommitIndex == 5 and p.obj.raftLastApplied == 5 and p.log[-1] == (5, 1)
+    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
+        dump = os.path.join(d, "dump")
+        node = _Probe(dump=dump)
+        try:
+            for index in range(2, 6):
+                node.append(index, 1)
+            node.set("raftCommitIndex", 5)
+            node.set("raftLastApplied", 5)
+            node.make(_FOLLOWER, 1)
+            with open(dump, "wb") as f:
+                f.write(b"the node's own dump")
+            # A one-chunk snapshot ending at 3@1, an entry this node has (and committed, and applied).
+            data = io.BytesIO()
+            with gzip.GzipFile(fileobj=data, mode="wb") as g:
+                pysyncobj_pickle.dump((None, (_NOOP, 3, 1), (_NOOP, 2, 1), set()), g)
+            node.receive("b", {"type": "append_entries", "term": 1, "commit_index": 5,
+                               "serialized": (data.getvalue(), True, True)})
+            with open(dump, "rb") as f:
+                own_dump_kept = f.read() == b"the node's own dump"
+            return (node.obj.raftCommitIndex == 5 and node.obj.raftLastApplied == 5 and node.log[-1] == (5, 1)
+                    and own_dump_kept)
+        finally:
+            node.close()
 
 
 _FIX_LIST = [
@@ -632,20 +643,34 @@ _FIX_LIST = [
         title="Finding 12: a follower ignores a snapshot of entries it already has",
         description=(
             "Raft's InstallSnapshot rule: when the snapshot's last entry is already in the follower's "
-            "log with the same term (or compacted past), the follower keeps its log and state machine "
-            "and answers next index = snapshot index + 1, instead of replacing both by the older "
-            "snapshot.  Regression test: tests/findings/test_stale_snapshot_rolls_back_follower.py.  "
-            "(The received dump file has already replaced the node's own by then; harmless in the "
-            "simulation, see FINDINGS.md.)"),
+            "log with the same term (or compacted past), the follower keeps its log, its state machine "
+            "and its own dump file (pysyncobj has written the received snapshot over it by then: it is "
+            "put back, or else a restart would load the older snapshot and clear the journal), and "
+            "answers next index = snapshot index + 1.  Regression test: "
+            "tests/findings/test_stale_snapshot_rolls_back_follower.py."),
         method=_ON_MESSAGE,
         old=("        elif serialized is not None:\n"
              "            if self.__serializer.setTransmissionData(serialized):\n"),
         new=("        elif serialized is not None:\n"
-             "            snapshotEnd = None  # KNOWN FIX stale_snapshot_keeps_log (finding 12)\n"
+             "            # KNOWN FIX stale_snapshot_keeps_log (finding 12)\n"
+             "            snapshotEnd = None\n"
+             "            dumpFile = self.__conf.fullDumpFile\n"
+             "            ownDump = None  # before the last chunk lands: False if there is no dump, else its bytes\n"
+             "            if serialized[2] and dumpFile is not None:\n"
+             "                ownDump = False\n"
+             "                if os.path.isfile(dumpFile):\n"
+             "                    with open(dumpFile, 'rb') as f:\n"
+             "                        ownDump = f.read()\n"
              "            if self.__serializer.setTransmissionData(serialized):\n"
              "                snapshotEnd = self.__serializer.deserialize()[1]  # its last entry: (command, index, term)\n"
              "                ownEntries = self.__getEntries(snapshotEnd[1], 1)\n"
              "                if snapshotEnd[1] < self.__raftLog[0][1] or (ownEntries and ownEntries[0][2] == snapshotEnd[2]):\n"
+             "                    if ownDump is False:\n"
+             "                        os.remove(dumpFile)\n"
+             "                    elif ownDump is not None:\n"
+             "                        with open(dumpFile + '.kept', 'wb') as f:\n"
+             "                            f.write(ownDump)\n"
+             "                        os.replace(dumpFile + '.kept', dumpFile)\n"
              "                    self.__sendNextNodeIdx(node, nextNodeIdx=snapshotEnd[1] + 1, success=True)\n"
              "                    return\n"
              "            if snapshotEnd is not None:\n"),

@@ -61,8 +61,10 @@ def shard_cases(machine: type, *, share: float = 1.0, shards: Optional[int] = No
     per_shard = settings(profile, max_examples=max(1, int(profile.max_examples * share) // count))
     for shard in range(count):
         # Same __name__/__qualname__ as the machine: one database key for all shards (see above).
-        sub = type(machine.__name__, (machine,), {"__qualname__": machine.__qualname__,
-                                                  "__module__": machine.__module__})
+        namespace = {"__qualname__": machine.__qualname__, "__module__": machine.__module__}
+        if "__firstlineno__" in vars(machine):  # Python 3.13+ finds a class's source by it
+            namespace["__firstlineno__"] = vars(machine)["__firstlineno__"]
+        sub = type(machine.__name__, (machine,), namespace)
         if profile.derandomize:
             sub = seed(shard_seed(machine.__qualname__, shard))(sub)
         name = f"Test{machine.__name__}Shard{shard}"

@@ -53,7 +53,9 @@ class NodeState:
     membership: Tuple[str, ...] = ()  # voters this node believes in, itself included
     changed_from: Optional[int] = None
     changed_prev_term: Optional[int] = None  # term of the entry just before ``changed_from``
-    snapshots_installed: int = 0  # snapshots received from a leader by this incarnation
+    # times this incarnation's log was replaced by a snapshot: one received from a leader, or its own
+    # dump loaded at start over a journal that did not match it
+    snapshots_installed: int = 0
     # (from, to): pysyncobj stored a lower commit index than before since the previous observation,
     # even if it rose again before this one (a rollback that lasted microseconds is still one).
     commit_fell: Optional[Tuple[int, int]] = None

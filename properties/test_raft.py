@@ -1,8 +1,9 @@
 """Raft safety of pysyncobj under generated faults.
 
-Each channel model gets one machine per pytest-xdist worker ("shards"), so
-``pytest properties/ -n auto`` fuzzes every machine on every core, each shard
-with its own seed and database key, all sharing one example database.
+Each channel model gets one machine per pytest-xdist worker ("shards",
+:mod:`harness.shards`), so ``pytest properties/ -n auto`` fuzzes every machine
+on every core, each shard with its own seed, all filing failures under one key
+of the shared example database.
 """
 import pytest
 

@@ -227,6 +227,10 @@ def test_replay_installs_the_patches_a_recording_was_made_with(tmp_path, monkeyp
     path = directory / "counterexample.json"
     doc = json.loads(path.read_text())
     assert doc["patches"] == ["snapshot_chunk_commit"]
+    assert "patched with snapshot_chunk_commit" in doc["details"].splitlines()[1]
+    assert cli.main(["report", str(directory)]) == 0
+    assert "pysyncobj 0.3" in (directory / "report.html").read_text()
+    assert "patched with snapshot_chunk_commit &middot;" in (directory / "report.html").read_text()
     assert cli.main(["replay", str(directory)]) == 1
     out = capsys.readouterr().out
     assert "recorded with patches snapshot_chunk_commit installed" in out and "STILL FAILS" in out

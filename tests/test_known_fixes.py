@@ -5,7 +5,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis.database import InMemoryExampleDatabase
 
+from harness.database import KeyPrefixedDatabase
 from harness.mutations import KNOWN_FIXES, MUTATIONS, inject, installed, verify_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,14 +32,18 @@ def test_known_fixes_and_seeded_bugs_are_told_apart():
             pass
 
 
-def _pytest(tmp_path, *options):
-    """Run one probe test under ``properties/`` and one elsewhere, with the project's conftest."""
-    body = textwrap.dedent("""
-        from harness.mutations import installed
+_PROBE = """
+    from harness.mutations import installed
 
-        def test_patches():
-            print("PATCHES", installed())
-    """)
+    def test_patches():
+        print("PATCHES", installed())
+"""
+
+
+def _pytest(tmp_path, *options, body=_PROBE):
+    """Run one probe test under ``properties/`` and one elsewhere, with the project's conftest;
+    the lines they printed from "PATCHES" on."""
+    body = textwrap.dedent(body)
     for folder in ("properties", "other"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / f"test_{folder}_probe.py").write_text(body)
@@ -54,3 +60,30 @@ def test_option_installs_the_fixes_for_properties_only(tmp_path):
 
 def test_without_the_option_nothing_is_patched(tmp_path):
     assert _pytest(tmp_path) == ["PATCHES []", "PATCHES []"]
+
+
+def test_patched_runs_keep_their_examples_apart():
+    """A run with the fixes must neither replay nor delete an unpatched run's saved examples."""
+    base = InMemoryExampleDatabase()
+    patched = KeyPrefixedDatabase(base, b"known-fixes:")
+    base.save(b"k", b"unpatched failure")
+    assert list(patched.fetch(b"k")) == []
+    patched.delete(b"k", b"unpatched failure")
+    assert list(base.fetch(b"k")) == [b"unpatched failure"]
+    patched.save(b"k", b"patched failure")
+    patched.move(b"k", b"k2", b"patched failure")
+    assert list(patched.fetch(b"k2")) == [b"patched failure"] and list(base.fetch(b"k")) == [b"unpatched failure"]
+    with pytest.raises(ValueError, match="prefix must be non-empty bytes"):
+        KeyPrefixedDatabase(base, b"")
+    with pytest.raises(TypeError, match="base must be a hypothesis ExampleDatabase"):
+        KeyPrefixedDatabase("dir", b"x")
+
+
+def test_option_puts_the_profile_database_under_its_own_prefix(tmp_path):
+    lines = _pytest(tmp_path, "--known-fixes", body="""
+        from hypothesis import settings
+
+        def test_database():
+            print("PATCHES", repr(settings().database))
+    """)
+    assert len(lines) == 2 and all("KeyPrefixedDatabase" in line and "b'known-fixes:'" in line for line in lines)

@@ -58,7 +58,11 @@ def test_stale_snapshot_never_moves_a_followers_commit_index_or_state_back():
 @affected
 def test_a_check_per_step_sees_the_rollback_too():
     """The fuzzer checks after each step (0.25 s), not per message: the journal remembers the drop."""
-    _check_each_step_after_a_stale_snapshot()
+    try:
+        _check_each_step_after_a_stale_snapshot()
+    except SafetyViolation as e:
+        assert "since the previous step" in str(e), f"caught, but not by the commit-drop record: {e}"
+        raise
 
 
 def _check_each_step_after_a_stale_snapshot() -> None:
@@ -77,11 +81,49 @@ def test_acknowledged_writes_survive_a_stale_snapshot_and_two_crashes():
 
 
 def test_the_known_fix_removes_every_violation():
-    """``harness.mutations.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass."""
+    """``harness.mutations.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass,
+    and a restart after a skipped snapshot too (the fix has to put the node's own dump file back)."""
     with inject("stale_snapshot_keeps_log"):
         _check_every_message_after_a_stale_snapshot()
         _check_each_step_after_a_stale_snapshot()
         _crash_the_follower_while_it_lacks_acknowledged_writes()
+        for seed in range(4):
+            _restart_after_skipping_a_stale_snapshot(seed)
+
+
+def _restart_after_skipping_a_stale_snapshot(seed: int) -> None:
+    """The lagging node catches up through entries, then skips the stale snapshot that follows; if
+    its dump file were the received (older) snapshot, a restart would clear its journal down to it
+    and, two crashes later, acknowledged writes would be lost."""
+    with Cluster(3, seed=seed) as c:
+        old = c.wait_leader()
+        lagging, new = [n for n in c.node_ids if n != old]
+        c.crash(lagging)
+        for i in range(5):
+            c.must_put("k", i)
+        c.run_for(0.5)
+        c.crash(old)
+        c.add_send_filter(lagging, DelayFilter(0.5))
+        c.restart(lagging)
+        assert c.wait_leader() == new
+        c.run_until(lambda: c.state(lagging).last_index >= c.state(new).last_index, timeout=3)
+        c.force_snapshot(new)
+        c.run_for(2)
+        for i in range(5):
+            c.put("w", i, via=new)
+        c.run_for(1)
+        c.crash(lagging)
+        c.clear_all_filters()
+        c.restart(lagging)
+        c.run_for(0.3)
+        c.crash(new)
+        c.restart(old)
+        for i in range(3):
+            c.must_put("z", i)
+        c.restart(new)
+        c.run_for(1)
+        completed, _ = c.history.completed_since(0)
+        SafetyChecker().step(c.observe(), completed, c.node_errors)
 
 
 def _check_every_message_after_a_stale_snapshot() -> None:
