@@ -766,7 +766,7 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
     if patches:
         out.write(f"recorded with patches {', '.join(patches)} installed: replaying with them\n")
     out.flush()
-    with _patched(patches):
+    with patched(patches):
         first = run_recorded(cls, steps)
         second = run_recorded(cls, steps)
     if not _compare_runs(first, second, codes, out):
@@ -786,7 +786,7 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
 
 
 @contextlib.contextmanager
-def _patched(patches: Sequence[str]) -> Iterator[None]:
+def patched(patches: Sequence[str]) -> Iterator[None]:
     """Install the named harness.mutations patches (a recording's, or the known fixes) for a replay."""
     from . import mutations
 
@@ -900,7 +900,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise UsageError(f"{target}: no such report (file or directory), and not a @reproduce_failure blob")
     from .mutations import KNOWN_FIXES
 
-    with _patched(list(KNOWN_FIXES) if args.known_fixes else []):
+    with patched(list(KNOWN_FIXES) if args.known_fixes else []):
         return replay_blob(blob[0], blob[1], args.machine, args.network, sys.stdout)
 
 

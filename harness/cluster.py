@@ -83,6 +83,11 @@ class _Slot:
         self.incarnation = 0
         self.timer_gen = 0
         self.removed = False
+        # In the configuration for sure: an initial voter, or one whose add succeeded.  Restarted and
+        # new nodes are given only these as peers: pysyncobj takes its constructor's peer list as
+        # the base configuration, so a node whose add is still pending (or whose outcome is unknown)
+        # listed there would get votes counted that the log never granted it.
+        self.member = False
 
 
 def _check_duration(name: str, value: Any) -> float:
@@ -169,7 +174,7 @@ class Cluster:
             ids = [f"n{i}" for i in range(1, nodes + 1)]
             with self._active():
                 for node_id in ids:
-                    self._new_slot(node_id, voter=True)
+                    self._new_slot(node_id, voter=True).member = True
                 for node_id in ids:
                     self._start(node_id, peers=[p for p in ids if p != node_id])
         except BaseException:
@@ -553,7 +558,7 @@ class Cluster:
         if slot.obj is not None:
             raise ValueError(f"node_id {node_id!r} is up; crash it first")
         with self._active():
-            self._start(node_id, [p for p in self.voter_ids if p != node_id])
+            self._start(node_id, [p for p in self._members() if p != node_id])
         self.stats["restarts"] += 1
 
     def force_snapshot(self, node_id: str) -> None:
@@ -585,14 +590,21 @@ class Cluster:
                 change.outcome = OK
                 if kind == "remove":
                     self._retire(node_id)
+                else:
+                    self._slots[node_id].member = True
             else:
                 change.outcome = UNKNOWN if error in _UNKNOWN_REASONS else FAILED
                 change.reason = _reason_name(error)
+                if kind == "add" and change.outcome == FAILED:
+                    self._retire(node_id)  # never appended (or discarded): it will never be a member
 
         call = obj.addNodeToCluster if kind == "add" else obj.removeNodeFromCluster
         with self._active():
             self._run_on(via, f"{kind} node {node_id}", lambda: call(SimNode(node_id), callback=on_result))
         return change
+
+    def _members(self) -> List[str]:
+        return [i for i in self.voter_ids if self._slots[i].member]
 
     def _retire(self, node_id: str) -> None:
         slot = self._slots[node_id]
@@ -605,7 +617,7 @@ class Cluster:
     def add_node(self, via: Optional[str] = None) -> str:
         """Start a new voter and propose adding it through the leader; returns its id."""
         node_id = self._next_id("n")
-        peers = self.voter_ids
+        peers = self._members()
         with self._active():
             self._new_slot(node_id, voter=True)
             self._apply_factories(node_id)
@@ -625,7 +637,7 @@ class Cluster:
         with self._active():
             self._new_slot(node_id, voter=False)
             self._apply_factories(node_id)
-            self._start(node_id, self.voter_ids)
+            self._start(node_id, self._members())
         return node_id
 
     def _apply_factories(self, node_id: str) -> None:

@@ -512,3 +512,44 @@ def test_must_put_moves_on_from_a_deposed_leader():
         assert op.via not in minority
         assert c.history[len(c.history) - 1] is op and len(c.history) >= 3  # v0, stalled v1, v1
         assert c.must_get("k") == "v1"
+
+
+# A fuzz campaign reported two leaders with disjoint quorums; the cause was the harness: an add the
+# leader refused (REQUEST_DENIED: its term's no-op not applied yet) left the new node running as a
+# voter, and restarted nodes were given it as a peer, so they counted its vote.
+_REFUSED_ADDS = [
+    ("start_cluster", dict(nodes=3, seed=1)),
+    ("hold_messages", dict(node="n2", direction="send", kind="append_entries")),
+    ("hold_messages", dict(node="n3", direction="send", kind="append_entries")),
+    ("crash", dict(node="n1")),
+    ("add_node", {}), ("add_node", {}), ("add_node", {}), ("add_node", {}),
+    ("restart", dict(node="n1")),
+    ("partition", dict(side=["n1", "n4", "n5", "n6", "n7"])),
+    ("wait", dict(seconds=2.0)),
+]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_refused_add_leaves_no_phantom_voter(seed):
+    from harness.cli import fallback_machine, run_recorded
+
+    steps = [dict(rule=rule, args=dict(args, seed=seed) if rule == "start_cluster" else args)
+             for rule, args in _REFUSED_ADDS]
+    run = run_recorded(fallback_machine("fifo"), steps)
+    assert not run.failed, run.headline
+
+
+def test_a_refused_add_retires_the_new_node_and_restarts_list_members_only():
+    with Cluster(3, seed=1) as c:
+        leader = c.wait_leader()
+        for node_id in c.node_ids:  # nothing commits from now on
+            c.add_send_filter(node_id, MessageTypeFilter({"append_entries"}))
+        c.crash(leader)
+        c.run_until(lambda: c.leader() not in (None, leader), timeout=10)
+        new = c.add_node()  # the new leader's own no-op is not applied: refused, nothing appended
+        change = c.membership_changes[-1]
+        c.run_for(0.5)
+        assert (change.node, change.outcome, change.reason) == (new, "failed", "REQUEST_DENIED")
+        assert new not in c.node_ids and new not in c.voter_ids
+        c.restart(leader)
+        assert sorted(n.id for n in c.node(leader).otherNodes) == sorted(p for p in c.voter_ids if p != leader)
