@@ -80,7 +80,7 @@ def test_patched_runs_keep_their_examples_apart():
 
 
 def test_option_puts_the_profile_database_under_its_own_prefix(tmp_path):
-    lines = _pytest(tmp_path, "--known-fixes", body="""
+    lines = _pytest(tmp_path, "--known-fixes", "--hypothesis-profile=dev", body="""
         from hypothesis import settings
 
         def test_database():
