@@ -901,7 +901,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from .mutations import KNOWN_FIXES
 
     with patched(list(KNOWN_FIXES) if args.known_fixes else []):
-        return replay_blob(blob[0], blob[1], args.machine, args.network, sys.stdout)
+        try:
+            return replay_blob(blob[0], blob[1], args.machine, args.network, sys.stdout)
+        except UsageError as e:
+            if args.known_fixes and "does not fit" in str(e):
+                raise UsageError(f"{e} (with --known-fixes the patched run may draw differently from the one "
+                                 f"that printed the blob: replay its report directory instead)") from None
+            raise
 
 
 # --- report ----------------------------------------------------------------------------------------
