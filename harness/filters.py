@@ -32,6 +32,21 @@ class FilterContext:
         return env.dst if self.direction == "send" else env.src
 
 
+def run_chain(chain: Sequence["Filter"], batch: List[Envelope], ctx: FilterContext,
+              removed: Callable[[Envelope], None]) -> List[Envelope]:
+    """Pass ``batch`` through ``chain`` in order; ``removed(e)`` for every envelope a filter took
+    out (dropped, or held if ``e.held`` is set), so the network can count it and, on a TCP-like
+    link, break the connection the lost message was on."""
+    for f in chain:
+        before = batch
+        batch = f.filter(list(before), ctx)
+        kept = {id(e) for e in batch}
+        for e in before:
+            if id(e) not in kept:
+                removed(e)
+    return batch
+
+
 class Filter:
     """Base class. Subclasses override :meth:`filter`; ``cuts`` marks connection-level faults."""
 

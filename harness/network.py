@@ -29,7 +29,7 @@ from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from .events import EventQueue
-from .filters import Filter, FilterContext
+from .filters import Filter, FilterContext, run_chain
 from .messages import Envelope, message_type
 
 NETWORK_MODELS = ("fifo", "unreliable")
@@ -335,16 +335,13 @@ class SimNetwork:
             return batch
         ctx = FilterContext(owner=owner, direction=direction, now=self._clock.now(), rng=self._rng,
                             network_model=self.model, network=self)
-        for f in chain:
-            before = batch
-            batch = f.filter(list(before), ctx)
-            kept = {id(e) for e in batch}
-            for e in before:
-                if id(e) not in kept and e.held is None:
-                    self.dropped += 1
-                    if self.model == "fifo":
-                        self._reset(e.src, e.dst)
-        return batch
+        return run_chain(chain, batch, ctx, self._removed)
+
+    def _removed(self, e: Envelope) -> None:
+        if e.held is None:
+            self.dropped += 1
+            if self.model == "fifo":
+                self._reset(e.src, e.dst)
 
     def flush(self, src: str) -> None:
         """Push what ``src`` sent during its last activation through its send chain."""

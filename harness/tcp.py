@@ -102,7 +102,7 @@ from pysyncobj.transport import TCPTransport
 from . import clock as _clock
 from . import compat
 from .cluster import NodeError
-from .filters import Filter, FilterContext, FilterFactory, IsolationFilterFactory, PartitionFilterFactory
+from .filters import Filter, FilterContext, FilterFactory, IsolationFilterFactory, PartitionFilterFactory, run_chain
 from .history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from .kv import KVStore
 from .messages import Envelope, message_type
@@ -370,21 +370,16 @@ class TcpNetwork:
             return batch
         ctx = FilterContext(owner=owner, direction=direction, now=self._now(), rng=self._rng,
                             network_model=self.model, network=self)
-        for f in chain:
-            before = batch
-            batch = f.filter(list(before), ctx)
-            kept = {id(e) for e in batch}
-            for e in before:
-                if id(e) in kept:
-                    continue
-                if e.held is not None:
-                    self.stats["held"] += 1
-                    continue
-                self.stats["dropped"] += 1
-                self.dropped_by[(e.src, e.dst, e.kind)] += 1
-                if self.model == "fifo":
-                    self._reset(owner, ctx.peer(e))
-        return batch
+        return run_chain(chain, batch, ctx, lambda e: self._removed(e, owner, ctx.peer(e)))
+
+    def _removed(self, e: Envelope, owner: str, peer: str) -> None:
+        if e.held is not None:
+            self.stats["held"] += 1
+            return
+        self.stats["dropped"] += 1
+        self.dropped_by[(e.src, e.dst, e.kind)] += 1
+        if self.model == "fifo":
+            self._reset(owner, peer)
 
     def on_send(self, transport: FilteredTCPTransport, node, message) -> bool:
         """``transport.send``: the send chain, then the socket now or when a delay runs out."""
