@@ -116,7 +116,52 @@ def _reason_name(code: int) -> str:
     return compat.FAIL_REASONS.get(code, str(code))
 
 
-class Cluster:
+def settle(op: Operation, obj, result: Any, error: int, finish: Callable[[Operation, str, Optional[str]], None]) -> None:
+    """Record what pysyncobj's callback said about client operation ``op``, proposed on node ``obj``:
+    its log slot and result on success; ``finish(op, outcome, reason)`` settles it in the history."""
+    if op.outcome != PENDING:
+        return  # already settled, e.g. as unknown when its proposer crashed
+    if error == FAIL_REASON.SUCCESS:
+        op.index = compat.applying_index(obj)
+        op.term = compat.entry_term(obj, op.index)
+        op.result = result
+        if op.kind == READ:
+            op.value = result
+        finish(op, OK, None)
+    elif error in _UNKNOWN_REASONS:
+        finish(op, UNKNOWN, _reason_name(error))
+    else:
+        finish(op, FAILED, _reason_name(error))
+
+
+class _CommonApi:
+    """What :class:`Cluster` and :class:`harness.tcp.TcpCluster` share: it needs only their
+    ``_slot``, ``leader``, ``up_ids`` and ``add_send_filter_factory``."""
+
+    def _client_target(self, via: Optional[str]) -> str:
+        if via is None:
+            via = self.leader() or (self.up_ids() or [None])[0]
+            if via is None:
+                raise ValueError("no node is up to take the request")
+        self._slot(via, "via")
+        return via
+
+    def partition(self, group_a: Iterable[str], group_b: Iterable[str]) -> None:
+        """Cut every link between ``group_a`` and ``group_b``; other nodes still reach both."""
+        group_a, group_b = list(group_a), list(group_b)
+        for n in group_a:
+            self._slot(n, "group_a")
+        for n in group_b:
+            self._slot(n, "group_b")
+        self.add_send_filter_factory(PartitionFilterFactory(group_a, group_b))
+
+    def isolate_node(self, node_id: str) -> None:
+        """Cut ``node_id`` off from every other node."""
+        self._slot(node_id)
+        self.add_send_filter_factory(IsolationFilterFactory(node_id))
+
+
+class Cluster(_CommonApi):
     """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
@@ -405,14 +450,6 @@ class Cluster:
         return self._net.delivered
 
     # --- clients ---------------------------------------------------------------------------
-    def _client_target(self, via: Optional[str]) -> str:
-        if via is None:
-            via = self.leader() or (self.up_ids() or [None])[0]
-            if via is None:
-                raise ValueError("no node is up to take the request")
-        self._slot(via, "via")
-        return via
-
     def call(self, method: str, key: Any, *args: Any, via: Optional[str] = None) -> Operation:
         """Propose ``method(key, *args)`` of the replicated object through ``via`` (default: the leader).
 
@@ -437,19 +474,7 @@ class Cluster:
             raise ValueError(f"method must be a @replicated method of {type(obj).__name__}, got {method_name!r}")
 
         def on_result(result: Any, error: int) -> None:
-            if op.outcome != PENDING:
-                return  # already settled, e.g. as unknown when its proposer crashed
-            if error == FAIL_REASON.SUCCESS:
-                op.index = compat.applying_index(obj)
-                op.term = compat.entry_term(obj, op.index)
-                op.result = result
-                if kind == READ:
-                    op.value = result
-                self._finish(op, OK, None)
-            elif error in _UNKNOWN_REASONS:
-                self._finish(op, UNKNOWN, _reason_name(error))
-            else:
-                self._finish(op, FAILED, _reason_name(error))
+            settle(op, obj, result, error, self._finish)
 
         with self._active():
             self._run_on(via, f"client {method_name}", lambda: method(key, *args, callback=on_result))
@@ -511,20 +536,6 @@ class Cluster:
         for node_id in self.node_ids:
             for f in factory.generate(node_id, self.node_ids):
                 self._net.add_filter(node_id, "send", f)
-
-    def partition(self, group_a: Iterable[str], group_b: Iterable[str]) -> None:
-        """Cut every link between ``group_a`` and ``group_b``; other nodes still reach both."""
-        group_a, group_b = list(group_a), list(group_b)
-        for n in group_a:
-            self._slot(n, "group_a")
-        for n in group_b:
-            self._slot(n, "group_b")
-        self.add_send_filter_factory(PartitionFilterFactory(group_a, group_b))
-
-    def isolate_node(self, node_id: str) -> None:
-        """Cut ``node_id`` off from every other node."""
-        self._slot(node_id)
-        self.add_send_filter_factory(IsolationFilterFactory(node_id))
 
     def clear_all_filters(self) -> None:
         """Heal: remove every filter on every node (connections come back after ``reconnect_delay``)."""

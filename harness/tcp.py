@@ -92,17 +92,17 @@ import time
 import traceback
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Counter, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Sequence, Tuple
 
-from pysyncobj import FAIL_REASON, SyncObjConf
+from pysyncobj import SyncObjConf
 from pysyncobj.node import TCPNode
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
 from . import clock as _clock
 from . import compat
-from .cluster import NodeError
-from .filters import Filter, FilterContext, FilterFactory, IsolationFilterFactory, PartitionFilterFactory, run_chain
+from .cluster import NodeError, _CommonApi, settle
+from .filters import Filter, FilterContext, FilterFactory, run_chain
 from .history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from .kv import KVStore
 from .messages import Envelope, message_type
@@ -126,13 +126,6 @@ _FORBIDDEN = {
     "bindAddress": "every node binds 127.0.0.1 on its own port",
 }
 #: Outcomes after which a command may or may not have been applied (as in harness.cluster).
-_UNKNOWN_REASONS = {FAIL_REASON.LEADER_CHANGED, getattr(FAIL_REASON, "UNKNOWN_OUTCOME", -1)}
-
-
-def _reason_name(code: int) -> str:
-    return compat.FAIL_REASONS.get(code, str(code))
-
-
 def _check_seconds(name: str, value: Any, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0 or (positive and value == 0):
@@ -593,7 +586,7 @@ class _Core:
                 shutil.rmtree(self.root, ignore_errors=True)
 
 
-class TcpCluster:
+class TcpCluster(_CommonApi):
     """A pysyncobj cluster over real loopback TCP.  Use as a context manager, or call :meth:`close`.
 
     ``nodes`` voters ``n1``…; ``seed`` seeds the filters' randomness;
@@ -892,14 +885,6 @@ class TcpCluster:
             return list(self._net.recent)
 
     # --- clients ---------------------------------------------------------------------------
-    def _client_target(self, via: Optional[str]) -> str:
-        if via is None:
-            via = self.leader() or (self.up_ids() or [None])[0]
-            if via is None:
-                raise ValueError("no node is up to take the request")
-        self._slot(via, "via")
-        return via
-
     def _invoke(self, kind: str, key: Any, value: Any, via: Optional[str]) -> Operation:
         self._check_running()
         via = self._client_target(via)
@@ -912,19 +897,7 @@ class TcpCluster:
                 return op
 
             def on_result(result: Any, error: int) -> None:  # on the harness thread, inside a tick
-                if op.outcome != PENDING:
-                    return
-                if error == FAIL_REASON.SUCCESS:
-                    op.index = compat.applying_index(obj)
-                    entry = compat.entries(obj, op.index, op.index)
-                    op.term = entry[0].term if entry else None
-                    if kind == READ:
-                        op.value = result
-                    history.finish(op, OK, None, now())
-                elif error in _UNKNOWN_REASONS:
-                    history.finish(op, UNKNOWN, _reason_name(error), now())
-                else:
-                    history.finish(op, FAILED, _reason_name(error), now())
+                settle(op, obj, result, error, lambda o, outcome, reason: history.finish(o, outcome, reason, now()))
 
             try:
                 if kind == WRITE:
@@ -994,20 +967,6 @@ class TcpCluster:
             for node_id in self.node_ids:
                 for f in factory.generate(node_id, self.node_ids):
                     self._net.add_filter(node_id, "send", f)
-
-    def partition(self, group_a: Iterable[str], group_b: Iterable[str]) -> None:
-        """Cut every link between ``group_a`` and ``group_b``; other nodes still reach both."""
-        group_a, group_b = list(group_a), list(group_b)
-        for n in group_a:
-            self._slot(n, "group_a")
-        for n in group_b:
-            self._slot(n, "group_b")
-        self.add_send_filter_factory(PartitionFilterFactory(group_a, group_b))
-
-    def isolate_node(self, node_id: str) -> None:
-        """Cut ``node_id`` off from every other node."""
-        self._slot(node_id)
-        self.add_send_filter_factory(IsolationFilterFactory(node_id))
 
     def clear_all_filters(self) -> None:
         """Heal: release held messages and remove every filter; connections come back by themselves."""
