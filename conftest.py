@@ -60,15 +60,6 @@ def pytest_addoption(parser):
                           "(harness.mutations.KNOWN_FIXES): hunt for new bugs instead of rediscovering those")
 
 
-def _in_properties(path, root) -> bool:
-    """Whether ``path`` is in a ``properties/`` directory (below ``root``, when it is below it)."""
-    try:
-        path = path.relative_to(root)
-    except ValueError:
-        pass
-    return "properties" in path.parts[:-1]
-
-
 @pytest.hookimpl(trylast=True)  # after Hypothesis' plugin has loaded --hypothesis-profile
 def pytest_configure(config):
     """Patched runs keep their examples apart: see harness.database."""
@@ -85,13 +76,14 @@ def pytest_configure(config):
 def _known_fixes(request):
     """With --known-fixes, every test of properties/ runs on patched pysyncobj (tests/ never does:
     its finding tests must keep failing on the unmodified releases)."""
-    if not request.config.getoption("--known-fixes") or not _in_properties(request.node.path, request.config.rootpath):
-        yield
-        return
-    from harness.mutations import KNOWN_FIXES, inject
+    if request.config.getoption("--known-fixes"):
+        from harness.mutations import KNOWN_FIXES, inject, known_fixes_apply_to
 
-    with inject(*KNOWN_FIXES):
-        yield
+        if known_fixes_apply_to(request.node.path, request.config.rootpath):
+            with inject(*KNOWN_FIXES):
+                yield
+            return
+    yield
 
 
 def pytest_collection_modifyitems(config, items):

@@ -350,14 +350,6 @@ def _violation_text(f: Found) -> str:
     return "failed"
 
 
-def _below(path: Path, root: Path) -> Path:
-    """``path`` relative to ``root`` if it is inside it, else as it is."""
-    try:
-        return path.relative_to(root)
-    except ValueError:
-        return path
-
-
 def cmd_fuzz(args: argparse.Namespace) -> int:
     budget = parse_duration(args.budget)
     workers = _workers(args.workers)
@@ -417,7 +409,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
            "-q", "-rfE", "--color=no"]
     if args.known_fixes:
         cmd.append("--known-fixes")
-        outside = [p for p in paths if "properties" not in _below(Path(p.partition("::")[0]), root).parts]
+        from .mutations import known_fixes_apply_to
+
+        outside = [p for p in paths if not known_fixes_apply_to(Path(p.partition("::")[0]), root)]
         if outside:
             out.write(f"  note: --known-fixes patches only tests under a properties/ directory, not "
                       f"{', '.join(outside)}\n")

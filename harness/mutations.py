@@ -56,6 +56,7 @@ import os
 import random
 import tempfile
 import textwrap
+from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import pysyncobj.pickle as pysyncobj_pickle
@@ -67,7 +68,7 @@ from pysyncobj.transport import Transport
 from .compat import VERSION
 
 __all__ = ["Mutation", "MutationNotApplicable", "MUTATIONS", "KNOWN_FIXES", "active", "inject", "installed",
-           "names", "verify_all"]
+           "known_fixes_apply_to", "names", "verify_all"]
 
 _TARGET = _syncobj.SyncObj
 _FOLLOWER, _CANDIDATE, _LEADER = 0, 1, 2
@@ -681,6 +682,17 @@ _FIX_LIST = [
 #: Fixes for findings the harness made, by name (never a seeded bug's name).
 KNOWN_FIXES: Dict[str, Mutation] = {m.name: m for m in _FIX_LIST}
 assert not set(KNOWN_FIXES) & set(MUTATIONS)
+
+
+def known_fixes_apply_to(path: Path, root: Path) -> bool:
+    """Whether ``--known-fixes`` patches the tests at ``path`` (a file or directory): only those in a
+    ``properties/`` directory (looked for below ``root`` when ``path`` is inside it), never the
+    harness' own tests, whose finding tests must keep failing on the unmodified releases."""
+    try:
+        path = path.relative_to(root)
+    except ValueError:
+        pass
+    return "properties" in path.parts
 
 
 def names() -> List[str]:
