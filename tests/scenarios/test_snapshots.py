@@ -37,6 +37,22 @@ def test_automatic_compaction_by_entry_count():
         assert all(data(c, n) == {f"k{i}": i for i in range(120)} for n in c.node_ids)
 
 
+def _snapshot_transfer_under_way(c, w, leader):
+    """Cut a follower off while the others write 40 values and compact, heal, and run until it has
+    received three chunks of the many-chunk snapshot; returns (that follower, the chunk Recorder)."""
+    lagger = others(c, leader)[0]
+    c.isolate_node(lagger)
+    _fill(w, 40)
+    for n in others(c, lagger):
+        c.force_snapshot(n)
+    w.run_for(1)
+    chunks = Recorder(lambda e: e.kind == "snapshot")
+    c.clear_all_filters()
+    c.add_recv_filter(lagger, chunks)
+    assert w.run_until(lambda: len(chunks.seen) >= 3, 5)
+    return lagger, chunks
+
+
 def test_snapshot_transfer_cut_off_midway_restarts_after_heal():
     """A lagging follower starts receiving a many-chunk snapshot, is cut off again after the first
     chunks, and healed 2 s later: the transfer starts over, completes, and the follower ends with
@@ -45,16 +61,7 @@ def test_snapshot_transfer_cut_off_midway_restarts_after_heal():
         w = Watched(c)
         leader = w.wait_leader()
         w.must_put("start", 0)
-        lagger = others(c, leader)[0]
-        c.isolate_node(lagger)
-        _fill(w, 40)
-        for n in others(c, lagger):
-            c.force_snapshot(n)
-        w.run_for(1)
-        chunks = Recorder(lambda e: e.kind == "snapshot")
-        c.clear_all_filters()
-        c.add_recv_filter(lagger, chunks)
-        assert w.run_until(lambda: len(chunks.seen) >= 3, 5)
+        lagger, chunks = _snapshot_transfer_under_way(c, w, leader)
         c.isolate_node(lagger)
         first_attempt = len(chunks.seen)
         assert c.state(lagger).snapshots_installed == 0
@@ -74,16 +81,7 @@ def test_leader_crash_in_the_middle_of_a_snapshot_transfer():
         w = Watched(c)
         leader = w.wait_leader()
         w.must_put("start", 0)
-        lagger = others(c, leader)[0]
-        c.isolate_node(lagger)
-        _fill(w, 40)
-        for n in others(c, lagger):
-            c.force_snapshot(n)
-        w.run_for(1)
-        chunks = Recorder(lambda e: e.kind == "snapshot")
-        c.clear_all_filters()
-        c.add_recv_filter(lagger, chunks)
-        assert w.run_until(lambda: len(chunks.seen) >= 3, 5)
+        lagger, chunks = _snapshot_transfer_under_way(c, w, leader)
         c.crash(leader)
         assert c.state(lagger).snapshots_installed == 0
         new = w.wait_leader()
