@@ -136,7 +136,13 @@ def settle(op: Operation, obj, result: Any, error: int, finish: Callable[[Operat
 
 class _CommonApi:
     """What :class:`Cluster` and :class:`harness.tcp.TcpCluster` share: it needs only their
-    ``_slot``, ``leader``, ``up_ids`` and ``add_send_filter_factory``."""
+    ``_slot``, ``leader``, ``up_ids``, ``add_send_filter_factory`` and ``close``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _client_target(self, via: Optional[str]) -> str:
         if via is None:
@@ -227,12 +233,6 @@ class Cluster(_CommonApi):
             raise
 
     # --- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> "Cluster":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def close(self) -> None:
         """Drop every node, delete every temp dir, give pysyncobj its own clock back. Idempotent."""
         if self._closed:

@@ -43,5 +43,10 @@ class Envelope:
     def term(self) -> Optional[int]:
         return self.message.get("term")
 
+    def copy(self, seq: int) -> "Envelope":
+        """A second copy of this message in flight (a duplicate), numbered ``seq``; not held."""
+        return Envelope(seq=seq, src=self.src, dst=self.dst, kind=self.kind, payload=self.payload,
+                        sent_at=self.sent_at, delay=self.delay, epoch=self.epoch)
+
     def __str__(self) -> str:
         return f"{self.src}->{self.dst} {self.kind}#{self.seq}"

@@ -326,8 +326,7 @@ class SimNetwork:
 
     def copy_envelope(self, env: Envelope) -> Envelope:
         self._seq += 1
-        return Envelope(seq=self._seq, src=env.src, dst=env.dst, kind=env.kind, payload=env.payload,
-                        sent_at=env.sent_at, delay=env.delay, epoch=env.epoch)
+        return env.copy(self._seq)
 
     def _apply_chain(self, chain: Sequence[Filter], owner: str, direction: str,
                      batch: List[Envelope]) -> List[Envelope]:

@@ -354,8 +354,7 @@ class TcpNetwork:
 
     def copy_envelope(self, env: Envelope) -> Envelope:
         self._seq += 1
-        return Envelope(seq=self._seq, src=env.src, dst=env.dst, kind=env.kind, payload=env.payload,
-                        sent_at=env.sent_at, delay=env.delay, epoch=env.epoch)
+        return env.copy(self._seq)
 
     def _apply_chain(self, chain: Sequence[Filter], owner: str, direction: str,
                      batch: List[Envelope]) -> List[Envelope]:
@@ -664,12 +663,6 @@ class TcpCluster(_CommonApi):
             raise
 
     # --- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> "TcpCluster":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def close(self) -> None:
         """Stop the harness thread, close every socket and file, delete the temp dir. Idempotent."""
         if not self._finalizer.alive:
