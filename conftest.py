@@ -57,15 +57,15 @@ def pytest_addoption(parser):
                      help="also run the soak tests over real sockets (marked soak)")
     parser.addoption("--known-fixes", action="store_true", default=False,
                      help="run the state machines on pysyncobj with the fixes for findings already made "
-                          "(harness.mutations.KNOWN_FIXES): hunt for new bugs instead of rediscovering those")
+                          "(harness.adapter.patching.KNOWN_FIXES): hunt for new bugs instead of rediscovering those")
 
 
 @pytest.hookimpl(trylast=True)  # after Hypothesis' plugin has loaded --hypothesis-profile
 def pytest_configure(config):
-    """Patched runs keep their examples apart: see harness.database."""
+    """Patched runs keep their examples apart: see harness.fuzz.database."""
     current = settings()
     if config.getoption("--known-fixes") and current.database is not None:
-        from harness.database import KeyPrefixedDatabase
+        from harness.fuzz.database import KeyPrefixedDatabase
 
         settings.register_profile("known-fixes", parent=current,
                                   database=KeyPrefixedDatabase(current.database, b"known-fixes:"))
@@ -77,7 +77,7 @@ def _known_fixes(request):
     """With --known-fixes, every test of properties/ runs on patched pysyncobj (tests/ never does:
     its finding tests must keep failing on the unmodified releases)."""
     if request.config.getoption("--known-fixes"):
-        from harness.mutations import KNOWN_FIXES, inject, known_fixes_apply_to
+        from harness.adapter.patching import KNOWN_FIXES, inject, known_fixes_apply_to
 
         if known_fixes_apply_to(request.node.path, request.config.rootpath):
             with inject(*KNOWN_FIXES):

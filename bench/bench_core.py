@@ -26,7 +26,7 @@ from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from harness import Cluster, KVStore
-from harness.cluster import _fast_tmp
+from harness.sim.cluster import _fast_tmp
 
 
 def harness_workload(writes: int) -> float:

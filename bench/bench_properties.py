@@ -77,7 +77,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from harness import Cluster, SafetyChecker, SafetyViolation
-from harness.stateful import RaftMachine
+from harness.fuzz.machine import RaftMachine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -421,7 +421,7 @@ def _run_machine(mutation: Optional[str], seed_value: Optional[int], step_count:
         reproduce_failure(*reproduce)(test)
     with contextlib.ExitStack() as stack:
         if mutation is not None:
-            from harness.mutations import inject
+            from harness.adapter.patching import inject
 
             stack.enter_context(inject(mutation))  # MutationNotApplicable propagates: not a finding
         try:
@@ -479,7 +479,7 @@ def _detect_worker(mutation: Optional[str], seed0: int, stride: int, step_count:
     """Fuzz seeds seed0, seed0+stride, ... until a failure unmodified pysyncobj does not have."""
     try:
         _setup_worker(scratch)
-        import harness.mutations  # noqa: F401  (import cost outside the timing)
+        import harness.adapter.patching  # noqa: F401  (import cost outside the timing)
 
         q.put(("ready", wid))
         fuzz = 0.0
@@ -795,12 +795,12 @@ def main() -> None:
     elif not mutations_file.exists():
         print("[4] seeded bugs: skipped, harness/mutations.py does not exist")
     else:
-        from harness.mutations import MUTATIONS
+        from harness.adapter.patching import MUTATIONS
 
         names = a.mutations.split(",") if a.mutations else list(MUTATIONS)
         unknown = [n for n in names if n not in MUTATIONS]
         if unknown:
-            parser.error(f"unknown mutation(s) {unknown}; harness.mutations.MUTATIONS has {list(MUTATIONS)}")
+            parser.error(f"unknown mutation(s) {unknown}; harness.adapter.patching.MUTATIONS has {list(MUTATIONS)}")
         mres = bench_mutations(names, trials, a.workers, budget, shrink_budget, a.step_count, not a.no_control,
                                shrink_max)
         for label, r in mres.items():

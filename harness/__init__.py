@@ -4,20 +4,20 @@ Real pysyncobj nodes run in one process, in virtual time, over a simulated
 network whose every message passes chains of small filters; Hypothesis state
 machines in ``properties/`` drive them and check Raft's safety after every step.
 """
-from .cluster import Cluster, MembershipChange, NodeError
-from .compat import VERSION as PYSYNCOBJ_VERSION
-from .filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter, Filter,
+from harness.sim.cluster import Cluster, MembershipChange, NodeError
+from harness.adapter.observe import VERSION as PYSYNCOBJ_VERSION
+from harness.wire.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter, Filter,
                       FilterContext, FilterFactory, HoldFilter, IsolationFilter, IsolationFilterFactory,
                       MessageTypeFilter, PartitionFilter, PartitionFilterFactory, PredicateFilter,
                       ReorderFilter)
-from .history import History, Operation
-from .invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
-from .kv import KVStore
-from .linearizability import LinearizabilityResult, check_linearizable
-from .messages import MESSAGE_TYPES, Envelope
-from .network import NETWORK_MODELS
-from .state import Entry, NodeState
-from .util import alloc_port, eventually, retry, temp_dir
+from harness.history import History, Operation
+from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
+from harness.kv import KVStore
+from harness.check.linearizability import LinearizabilityResult, check_linearizable
+from harness.wire.messages import MESSAGE_TYPES, Envelope
+from harness.sim.network import NETWORK_MODELS
+from harness.state import Entry, NodeState
+from harness.util import alloc_port, eventually, retry, temp_dir
 
 __all__ = [
     "Cluster", "MembershipChange", "NodeError", "PYSYNCOBJ_VERSION", "KVStore",

@@ -1,5 +1,5 @@
-"""``python -m harness``: the ``raft-harness`` command line (see :mod:`harness.cli`)."""
-from .cli import main
+"""``python -m harness``: the ``raft-harness`` command line (see :mod:`harness.cli.command`)."""
+from harness.cli.command import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,14 +1,14 @@
 """Raft safety of pysyncobj under generated faults.
 
 Each channel model gets one machine per pytest-xdist worker ("shards",
-:mod:`harness.shards`), so ``pytest properties/ -n auto`` fuzzes every machine
+:mod:`harness.fuzz.shards`), so ``pytest properties/ -n auto`` fuzzes every machine
 on every core, each shard with its own seed, all filing failures under one key
 of the shared example database.
 """
 import pytest
 
-from harness.shards import shard_cases
-from harness.stateful import RaftMachine, UnreliableNetworkRules
+from harness.fuzz.shards import shard_cases
+from harness.fuzz.machine import RaftMachine, UnreliableNetworkRules
 
 
 class FifoRaft(RaftMachine):

@@ -1,6 +1,6 @@
-"""Raft safety of pysyncobj under storage faults (harness.storage failpoints) as well as everything else.
+"""Raft safety of pysyncobj under storage faults (harness.sim.storage failpoints) as well as everything else.
 
-``StorageFaultRaft`` adds two rules to :class:`~harness.stateful.RaftMachine`:
+``StorageFaultRaft`` adds two rules to :class:`~harness.fuzz.machine.RaftMachine`:
 switch one of the named failpoints on or off for one node (or the leader).
 ``PowerLossRaft`` is the same with ``journal_unflushed_lost`` on for every
 node from the start: every crash is a power cut.  On unmodified pysyncobj
@@ -26,10 +26,10 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
-from harness.invariants import NoNodeErrors, Violation
-from harness.shards import shard_cases
-from harness.stateful import RaftMachine, note, targets
-from harness.storage import FAILPOINTS
+from harness.check.invariants import NoNodeErrors, Violation
+from harness.fuzz.shards import shard_cases
+from harness.fuzz.machine import RaftMachine, note, targets
+from harness.sim.storage import FAILPOINTS
 
 
 class _NoUnexpectedNodeErrors(NoNodeErrors):
@@ -78,7 +78,7 @@ def storage_rules(failpoints):
 
         @rule(failpoint=st.sampled_from(failpoints), node=targets)
         def storage_fault_on(self, failpoint: str, node: str) -> None:
-            """Switch a storage failpoint on for ``node`` or the leader (see harness.storage)."""
+            """Switch a storage failpoint on for ``node`` or the leader (see harness.sim.storage)."""
             node = self._via(node)
             if node is not None:
                 self.cluster.storage.enable(failpoint, node)

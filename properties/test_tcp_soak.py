@@ -1,4 +1,4 @@
-"""Soak: Raft safety of pysyncobj over real loopback TCP (``harness.tcp.TcpCluster``).
+"""Soak: Raft safety of pysyncobj over real loopback TCP (``harness.tcp.cluster.TcpCluster``).
 
 The same checks as the simulated machines (``SafetyChecker`` after every step,
 liveness and linearizability at the end), on real sockets in wall-clock time,
@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, Phase, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from harness import LivenessViolation, SafetyChecker, SafetyViolation, Violation, check_linearizable
-from harness.report import describe
-from harness.tcp import TcpCluster
+from harness.report.text import describe
+from harness.tcp.cluster import TcpCluster
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 

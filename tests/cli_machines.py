@@ -6,7 +6,7 @@ one of them instead of ``properties/``.  All drive real pysyncobj nodes:
 * ``InjectedBugRaft`` reports a violation as soon as any node commits index
   ``bug_index`` (an injected "bug" every example hits within a few steps, so a
   campaign finds, shrinks and reports it in seconds).
-* ``PatchedOnlyBugRaft`` has that bug only while a ``harness.mutations``
+* ``PatchedOnlyBugRaft`` has that bug only while a ``harness.adapter.patching``
   patch is installed (for replays of patched recordings).
 * ``QuietRaft`` has client operations and waits only: nothing to find, for
   budget and statistics tests.
@@ -20,10 +20,10 @@ import itertools
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 
-from harness.invariants import SafetyViolation, Violation
-from harness.mutations import installed
-from harness.report import describe
-from harness.stateful import RaftMachine
+from harness.check.invariants import SafetyViolation, Violation
+from harness.adapter.patching import installed
+from harness.report.text import describe
+from harness.fuzz.machine import RaftMachine
 
 
 class InjectedBugRaft(RaftMachine):
@@ -48,7 +48,7 @@ class InjectedBugRaft(RaftMachine):
 
 
 class PatchedOnlyBugRaft(InjectedBugRaft):
-    """The injected bug exists only while a harness.mutations patch is installed: a replay that
+    """The injected bug exists only while a harness.adapter.patching patch is installed: a replay that
     forgets a recording's patches no longer fails."""
 
     @invariant()

@@ -6,9 +6,9 @@ import pickle
 import random
 from typing import Callable, Dict, List, Optional, Tuple
 
-from harness import compat
-from harness.filters import Filter, FilterContext
-from harness.messages import Envelope
+from harness.adapter import observe as compat
+from harness.wire.filters import Filter, FilterContext
+from harness.wire.messages import Envelope
 
 _seq = itertools.count(1)
 

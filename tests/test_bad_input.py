@@ -6,7 +6,7 @@ import itertools
 import pytest
 
 from harness import Cluster
-from harness.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter,
+from harness.wire.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter,
                              HoldFilter, MessageTypeFilter, PartitionFilterFactory, PredicateFilter,
                              ReorderFilter)
 from harness.util import eventually, retry

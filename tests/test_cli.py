@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from harness import cli
-from harness.fuzz_plugin import report_dir_name, seed_for
-from harness.mutations import inject, installed
-from harness.stats import parse_node_range
+from harness.cli import command as cli
+from harness.fuzz.workers import report_dir_name, seed_for
+from harness.adapter.patching import inject, installed
+from harness.fuzz.stats import parse_node_range
 from harness.util import alloc_port
 
 from cli_machines import FlakyRaft, InjectedBugRaft, PatchedOnlyBugRaft
@@ -215,7 +215,7 @@ def test_replay_confirms_a_counterexample(bug_report, capsys):
 
 def test_replay_of_a_fixed_bug_passes(bug_report, capsys):
     # The same steps on a machine without the injected bug: replayed, and no longer failing.
-    assert cli.main(["replay", str(bug_report), "--machine", "harness.stateful.RaftMachine"]) == 0
+    assert cli.main(["replay", str(bug_report), "--machine", "harness.fuzz.machine.RaftMachine"]) == 0
     assert "NO LONGER FAILS" in capsys.readouterr().out
 
 
@@ -255,7 +255,7 @@ def test_replay_falls_back_to_the_network_machine(bug_report, capsys):
     path.write_text(json.dumps(doc))
     assert cli.main(["replay", str(bug_report)]) == 0  # RaftMachine has no injected bug
     out = capsys.readouterr().out
-    assert "cannot import 'no_such_module.NoSuchMachine'; replaying on harness.stateful.RaftMachine" in out
+    assert "cannot import 'no_such_module.NoSuchMachine'; replaying on harness.fuzz.machine.RaftMachine" in out
 
 
 def test_replay_on_a_machine_that_does_not_fit(bug_report, capsys):
@@ -325,7 +325,7 @@ def _no_process_left(report_dir):
 
 def test_fuzz_end_to_end_on_the_properties(tmp_path):
     """One real campaign on properties/ (whatever it finds in 20 seconds is fine)."""
-    from harness.compat import VERSION
+    from harness.adapter.observe import VERSION
 
     report = tmp_path / "report"
     r = run_cli("fuzz", "--budget", "20s", "--workers", "2", "--report", report,

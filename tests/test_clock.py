@@ -9,8 +9,10 @@ import pysyncobj.serializer as serializer
 import pysyncobj.syncobj as so
 import pytest
 
-from harness import Cluster, KVStore, clock
-from harness.clock import VirtualClock
+from harness import Cluster, KVStore
+
+from harness.sim import clock
+from harness.sim.clock import VirtualClock
 from helpers import Recorder
 
 ORIGINAL_TIME = pysyncobj.monotonic.monotonic

@@ -10,7 +10,7 @@ import pytest
 from pysyncobj import replicated
 
 from harness import Cluster, KVStore, NodeError
-from harness.filters import DelayFilter, DropPacketFilter, MessageTypeFilter
+from harness.wire.filters import DelayFilter, DropPacketFilter, MessageTypeFilter
 from harness.history import OK, PENDING
 from harness.util import retry
 from helpers import Recorder, others, roles_during
@@ -301,7 +301,7 @@ def test_readonly_node_restart_catches_up():
 
 def test_filter_factories_cover_readonly_nodes_added_later():
     """A factory installed before add_node/add_readonly_node is asked for filters for both new nodes."""
-    from harness.filters import FilterFactory
+    from harness.wire.filters import FilterFactory
 
     class Spy(FilterFactory):
         def __init__(self):
@@ -531,7 +531,7 @@ _REFUSED_ADDS = [
 
 @pytest.mark.parametrize("seed", range(6))
 def test_a_refused_add_leaves_no_phantom_voter(seed):
-    from harness.cli import fallback_machine, run_recorded
+    from harness.cli.command import fallback_machine, run_recorded
 
     steps = [dict(rule=rule, args=dict(args, seed=seed) if rule == "start_cluster" else args)
              for rule, args in _REFUSED_ADDS]

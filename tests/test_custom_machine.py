@@ -16,8 +16,8 @@ from hypothesis.stateful import rule, run_state_machine_as_test
 from pysyncobj import SyncObj, replicated
 
 from harness import SafetyViolation
-from harness.linearizability import Model
-from harness.stateful import RaftMachine, targets
+from harness.check.linearizability import Model
+from harness.fuzz.machine import RaftMachine, targets
 
 
 class Counter(SyncObj):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import Cluster
-from harness.filters import DropPacketFilter, DuplicateFilter, ReorderFilter
+from harness.wire.filters import DropPacketFilter, DuplicateFilter, ReorderFilter
 from helpers import others
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Unit tests for every filter and filter factory in ``harness.filters``.
+"""Unit tests for every filter and filter factory in ``harness.wire.filters``.
 
 Most tests build envelopes and a ``FilterContext`` with a seeded generator by
 hand and call ``.filter`` directly; HoldFilter and DuplicateFilter are also
@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 
 from harness import Cluster
-from harness.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter,
+from harness.wire.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter,
                              HoldFilter, IsolationFilter, IsolationFilterFactory, MessageTypeFilter,
                              PartitionFilter, PartitionFilterFactory, PredicateFilter, ReorderFilter)
 from helpers import FakeNetwork, Recorder, make_batch, make_ctx, make_env, others
@@ -133,7 +133,7 @@ def test_message_type_filter_snapshot_is_distinct_from_append_entries():
 
 def test_envelope_kind_classifies_snapshot_messages():
     """The network labels an append_entries carrying ``serialized`` as 'snapshot'."""
-    from harness.messages import message_type
+    from harness.wire.messages import message_type
     assert message_type({"type": "append_entries", "term": 1, "entries": []}) == "append_entries"
     assert message_type({"type": "append_entries", "term": 1, "serialized": None}) == "snapshot"
     assert message_type({"type": "request_vote"}) == "request_vote"
@@ -349,7 +349,7 @@ def test_isolation_factory_generates_for_node_and_others():
 
 def test_partition_factory_in_cluster_leaves_bystanders_connected():
     """A factory partition {n1} | {n2} still lets the bystander n3 talk to both sides."""
-    from harness.network import SimNode
+    from harness.sim.network import SimNode
     with Cluster(nodes=3, seed=1) as c:
         c.wait_leader()
         c.run_for(0.5)

@@ -22,8 +22,8 @@ import zlib
 
 import pytest
 
-from harness import html_report
-from harness.html_report import ReportError, load_report, render_html, render_svg, write_html
+from harness.report import html as html_report
+from harness.report.html import ReportError, load_report, render_html, render_svg, write_html
 
 from cli_machines import InjectedBugRaft
 

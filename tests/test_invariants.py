@@ -1,4 +1,4 @@
-"""Tests for the incremental Raft safety invariants in :mod:`harness.invariants`.
+"""Tests for the incremental Raft safety invariants in :mod:`harness.check.invariants`.
 
 Every test feeds hand-built :class:`NodeState` sequences, one tuple per step,
 as :meth:`Cluster.observe` would.  Each invariant gets tests where a broken
@@ -15,9 +15,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import pytest
 
-from harness.cluster import NodeError
+from harness.sim.cluster import NodeError
 from harness.history import FAILED, OK, READ, UNKNOWN, WRITE, Operation
-from harness.invariants import (
+from harness.check.invariants import (
     Durability,
     ElectionSafety,
     LeaderCompleteness,
@@ -359,7 +359,7 @@ def test_state_machine_safety_rejects_a_commit_index_that_fell_and_rose_again_be
 
 
 def test_the_journal_reports_the_first_commit_drop_once():
-    from harness.compat import WatchedJournal
+    from harness.adapter.observe import WatchedJournal
 
     class Journal(list):
         def setRaftCommitIndex(self, index):

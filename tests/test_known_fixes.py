@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from hypothesis.database import InMemoryExampleDatabase
 
-from harness.database import KeyPrefixedDatabase
-from harness.mutations import KNOWN_FIXES, MUTATIONS, inject, installed, verify_all
+from harness.fuzz.database import KeyPrefixedDatabase
+from harness.adapter.patching import KNOWN_FIXES, MUTATIONS, inject, installed, verify_all
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_known_fixes_and_seeded_bugs_are_told_apart():
 
 
 _PROBE = """
-    from harness.mutations import installed
+    from harness.adapter.patching import installed
 
     def test_patches():
         print("PATCHES", installed())

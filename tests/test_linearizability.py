@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 import pytest
 
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, Operation
-from harness.linearizability import Model, RegisterModel, check_linearizable
+from harness.check.linearizability import Model, RegisterModel, check_linearizable
 
 _ids = itertools.count()
 

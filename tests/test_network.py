@@ -6,9 +6,9 @@ import collections
 import pytest
 
 from harness import Cluster
-from harness.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter,
+from harness.wire.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter,
                              HoldFilter, PartitionFilter, ReorderFilter)
-from harness.network import SimNode
+from harness.sim.network import SimNode
 from helpers import Recorder, others, per_link_inversions, record_all_recv
 
 

@@ -1,7 +1,7 @@
 """The seeded-bug suite: the harness must catch classic Raft bugs injected into pysyncobj.
 
 A safety harness that never fails proves nothing.  Each test below injects one
-bug from :mod:`harness.mutations` into pysyncobj (``with inject(name):``, in a
+bug from :mod:`harness.adapter.patching` into pysyncobj (``with inject(name):``, in a
 child interpreter, for that run only), runs the fuzzing state machine with
 Hypothesis' ``run_state_machine_as_test`` and asserts that a safety violation
 is raised, and by which invariant.  A control test runs the
@@ -10,7 +10,7 @@ same machine on the unmodified pysyncobj and must stay green.
 Settings: ``phases=[Phase.generate]`` and ``derandomize=True``, so a run is a
 fixed sequence of examples and a budget either catches the bug or not, on
 every run.  The sequence is derived from the source of the machine class
-(``SeededFifo`` below), from what :class:`harness.stateful.RaftMachine` does,
+(``SeededFifo`` below), from what :class:`harness.fuzz.machine.RaftMachine` does,
 and from ``max_examples`` itself (Hypothesis sizes its first examples by
 ``max_examples // 10``), so detection is not monotonic in the budget.  Each
 budget in :data:`SEEDED` is therefore the smallest value of :data:`GRID` that
@@ -21,11 +21,11 @@ re-measure with ``python tests/test_seeded_bugs.py --measure``.
 Each run happens in a fresh interpreter (``python tests/test_seeded_bugs.py
 --run BUDGET [bug]``).  Derandomized Hypothesis is not a function of the
 test alone: about one draw in twenty picks a literal from a pool collected
-from the project modules loaded in the process (``harness.html_report``,
-``harness.tcp``, ... when other test files are collected), so the same test
+from the project modules loaded in the process (``harness.report.html``,
+``harness.tcp.cluster``, ... when other test files are collected), so the same test
 generated different examples in a full ``pytest tests/`` session than alone.
 A child process loads the same modules every time, and keeps the
-process-global patching of :func:`harness.mutations.inject` away from every
+process-global patching of :func:`harness.adapter.patching.inject` away from every
 other test.
 
 Attribution: up to the failing example, a mutated run generates the same
@@ -61,10 +61,10 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 from pysyncobj.syncobj import SyncObj
 
-from harness.compat import VERSION
-from harness.invariants import SafetyViolation
-from harness.mutations import MUTATIONS, Mutation, MutationNotApplicable, active, inject
-from harness.stateful import RaftMachine
+from harness.adapter.observe import VERSION
+from harness.check.invariants import SafetyViolation
+from harness.adapter.patching import MUTATIONS, Mutation, MutationNotApplicable, active, inject
+from harness.fuzz.machine import RaftMachine
 
 
 class SeededFifo(RaftMachine):
@@ -261,7 +261,7 @@ def test_mutation_changes_behaviour(name):
 
 def test_probes_work_next_to_a_live_cluster():
     """A probe brings its own clock: a simulated cluster alive in the process must not break it."""
-    from harness.cluster import Cluster
+    from harness.sim.cluster import Cluster
 
     with Cluster(3, seed=1) as c:
         c.wait_leader()
@@ -294,7 +294,7 @@ def test_mutations_on_one_method_stack():
     assert first.method == second.method
     with inject(first.name, second.name):
         assert active() == {first.method: second.name}
-        from harness.mutations import _run_probe  # the probes, without verify()'s own inject
+        from harness.adapter.patching import _run_probe  # the probes, without verify()'s own inject
         assert _run_probe(first) and _run_probe(second)
     assert not active()
 

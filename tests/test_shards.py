@@ -4,7 +4,7 @@ from hypothesis import Phase, settings, strategies as st
 from hypothesis.database import InMemoryExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
-from harness.shards import shard_cases, shard_seed
+from harness.fuzz.shards import shard_cases, shard_seed
 
 DRAWN = []
 

@@ -1,4 +1,4 @@
-"""Storage failpoints (:mod:`harness.storage`): each does what it says, and what pysyncobj does under it.
+"""Storage failpoints (:mod:`harness.sim.storage`): each does what it says, and what pysyncobj does under it.
 
 The first half checks the failpoints themselves on the files (a journal
 really is cut back, a dump really is torn, ...).  The second half runs one
@@ -21,9 +21,11 @@ import pysyncobj.journal
 import pysyncobj.serializer
 import pytest
 
-from harness import Cluster, HoldFilter, SafetyChecker, SafetyViolation, compat
+from harness import Cluster, HoldFilter, SafetyChecker, SafetyViolation
+
+from harness.adapter import observe as compat
 from harness.history import OK, PENDING
-from harness.storage import (DUMP, DUMP_TMP, FAILPOINTS, JOURNAL, META, InjectedStorageFault, patched)
+from harness.sim.storage import (DUMP, DUMP_TMP, FAILPOINTS, JOURNAL, META, InjectedStorageFault, patched)
 
 ORIGINAL_ATOMIC_REPLACE = pysyncobj.serializer.atomicReplace
 

@@ -15,9 +15,9 @@ import pytest
 from pysyncobj import SyncObjException
 
 from harness import Cluster, DuplicateFilter, HoldFilter, MessageTypeFilter, SafetyChecker, SafetyViolation
-from harness.filters import DelayFilter, DropPacketFilter
+from harness.wire.filters import DelayFilter, DropPacketFilter
 from harness.history import OK
-from harness.tcp import HOST, TcpCluster
+from harness.tcp.cluster import HOST, TcpCluster
 from harness.util import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -226,7 +226,7 @@ def test_unreliable_drops_do_not_break_connections():
 
 def test_safety_checker_catches_a_seeded_bug_over_tcp():
     """A harness that never fails proves nothing: a leader that commits alone is caught on real sockets."""
-    from harness.mutations import inject
+    from harness.adapter.patching import inject
 
     with inject("commit_quorum_off_by_one"), TcpCluster(nodes=3, seed=8) as c:
         checker, cursor = SafetyChecker(), 0
@@ -289,7 +289,7 @@ def test_a_dropped_cluster_stops_and_cleans_up_by_itself():
 
 
 def test_failed_start_releases_everything(monkeypatch):
-    import harness.tcp as tcp
+    import harness.tcp.cluster as tcp
 
     threads, fds = threading.active_count(), _fds()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:

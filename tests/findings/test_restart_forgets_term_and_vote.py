@@ -9,7 +9,7 @@ dropped (they depended on a harness bug, since fixed).
 import pytest
 
 from harness import Cluster
-from harness.compat import VERSION_INFO
+from harness.adapter.observe import VERSION_INFO
 
 
 @pytest.mark.xfail(VERSION_INFO < (0, 3, 16), strict=True, raises=AssertionError,

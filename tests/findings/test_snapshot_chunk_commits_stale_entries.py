@@ -13,7 +13,7 @@ Found by ``FifoRaft`` (pysyncobj's own TCP contract). See FINDINGS.md.
 import pytest
 
 from harness import Cluster, SafetyChecker, SafetyViolation
-from harness.mutations import inject
+from harness.adapter.patching import inject
 
 
 @pytest.mark.xfail(strict=True, raises=SafetyViolation,
@@ -23,7 +23,7 @@ def test_snapshot_transfer_never_commits_the_receivers_own_stale_entries():
 
 
 def test_the_known_fix_removes_the_violation():
-    """``harness.mutations.KNOWN_FIXES['snapshot_chunk_commit']`` (what ``--known-fixes`` installs)
+    """``harness.adapter.patching.KNOWN_FIXES['snapshot_chunk_commit']`` (what ``--known-fixes`` installs)
     makes exactly these steps pass."""
     with inject("snapshot_chunk_commit"):
         _deposed_leader_receives_a_snapshot()

@@ -25,7 +25,7 @@ import pytest
 
 from harness import Cluster, DelayFilter, SafetyChecker, SafetyViolation
 from harness.history import OK
-from harness.mutations import inject
+from harness.adapter.patching import inject
 
 affected = pytest.mark.xfail(strict=True, raises=SafetyViolation,
                              reason="pysyncobj 0.3.11-0.3.17 install a snapshot older than the follower's log")
@@ -81,7 +81,7 @@ def test_acknowledged_writes_survive_a_stale_snapshot_and_two_crashes():
 
 
 def test_the_known_fix_removes_every_violation():
-    """``harness.mutations.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass,
+    """``harness.adapter.patching.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass,
     and a restart after a skipped snapshot too (the fix has to put the node's own dump file back)."""
     with inject("stale_snapshot_keeps_log"):
         _check_every_message_after_a_stale_snapshot()

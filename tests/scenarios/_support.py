@@ -6,7 +6,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import pytest
 
-from harness import Cluster, SafetyChecker, SafetyViolation, compat
+from harness import Cluster, SafetyChecker, SafetyViolation
+
+from harness.adapter import observe as compat
 from harness.history import OK, PENDING, Operation
 from harness.state import Entry
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from harness import Cluster, HoldFilter
-from harness.compat import VERSION_INFO
+from harness.adapter.observe import VERSION_INFO
 from harness.history import OK
 
 from ._support import Watched, converged, data, node_dir, others

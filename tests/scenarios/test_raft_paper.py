@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from harness import Cluster, HoldFilter
-from harness.compat import VERSION_INFO
+from harness.adapter.observe import VERSION_INFO
 from harness.history import FAILED, OK, PENDING
 from harness.state import CANDIDATE, FOLLOWER, LEADER
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional, Sequence
 
-from .state import NodeState
+from harness.state import NodeState
 
 
 def node_summary(s: NodeState) -> Dict[str, Any]:

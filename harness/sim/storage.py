@@ -1,17 +1,17 @@
 """Storage fault injection: named failpoints on each node's journal and dump files.
 
-Every :class:`~harness.cluster.Cluster` owns a :class:`StorageFaults`
+Every :class:`~harness.sim.cluster.Cluster` owns a :class:`StorageFaults`
 (``cluster.storage``).  Switch a failpoint on for one node with
 ``cluster.storage.enable("dump_torn", "n2")`` and off with ``disable``;
 ``clear()`` switches everything off.  pysyncobj's code is never modified: the
 faults are injected at the file level, by
 
 * wrapping the ``write`` of each node's mmap'd journal file (``ResizableFile``,
-  through :mod:`harness.compat`),
+  through :mod:`harness.adapter.observe`),
 * replacing the names ``open`` and ``atomicReplace`` inside
   ``pysyncobj.serializer`` and ``open`` inside ``pysyncobj.journal`` while a
   cluster with a failpoint switched on is alive (reference counted, like
-  :mod:`harness.clock`; restored when the last such cluster closes), and
+  :mod:`harness.sim.clock`; restored when the last such cluster closes), and
 * rewriting a crashed node's files in :meth:`StorageFaults.on_crash`, which
   ``Cluster.crash`` calls once the node's files are closed.
 
@@ -52,7 +52,7 @@ The failpoints (:data:`FAILPOINTS`):
 
 Injected exceptions are :class:`InjectedStorageFault` (an ``OSError``), so
 pysyncobj handles them exactly like real ones; :meth:`StorageFaults.is_injected`
-tells a captured :class:`~harness.cluster.NodeError` that is such a fault
+tells a captured :class:`~harness.sim.cluster.NodeError` that is such a fault
 from one that is a consequence of it.  Everything happens in virtual time and
 in a fixed order: same seed and same steps, same files.
 """
@@ -69,7 +69,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 import pysyncobj.journal as _journal
 import pysyncobj.serializer as _serializer
 
-from . import compat
+from harness.adapter import observe as compat
 
 FAILPOINTS: Tuple[str, ...] = (
     "journal_unflushed_lost",

@@ -13,7 +13,7 @@ import math
 import random
 from typing import Callable, Iterable, List, Optional, Sequence
 
-from .messages import MESSAGE_TYPES, Envelope
+from harness.wire.messages import MESSAGE_TYPES, Envelope
 
 
 @dataclasses.dataclass

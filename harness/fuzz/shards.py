@@ -13,7 +13,7 @@ Two details make shards useful rather than redundant:
   ``derandomize`` each shard therefore gets its own fixed seed, derived from
   the machine's name and the shard number (stable across runs, processes and
   ``PYTHONHASHSEED``).  Other profiles draw a fresh seed per shard anyway, and
-  ``raft-harness fuzz --seed`` derives one per test (:mod:`harness.fuzz_plugin`).
+  ``raft-harness fuzz --seed`` derives one per test (:mod:`harness.fuzz.workers`).
 * **One database key.** Every shard is a subclass with the machine's own name,
   so Hypothesis files all shards' failures under one key: a counterexample
   saved by any shard is replayed by all of them, also by a later run with a

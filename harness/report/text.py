@@ -5,8 +5,8 @@ import json
 import os
 from typing import Sequence
 
-from .mutations import installed as installed_patches
-from .state import NodeState
+from harness.adapter.patching import installed as installed_patches
+from harness.state import NodeState
 
 
 def node_table(states: Sequence[NodeState]) -> str:
@@ -63,7 +63,7 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
         "format": 1,
         "machine": f"{type(machine).__module__}.{type(machine).__qualname__}",
         "pysyncobj_version": cluster.pysyncobj_version if cluster else None,
-        "patches": installed_patches(),  # harness.mutations patches in effect (known fixes, seeded bugs)
+        "patches": installed_patches(),  # harness.adapter.patching patches in effect (known fixes, seeded bugs)
         "network": machine.network,
         "seed": cluster.seed if cluster else None,
         "error": type(error).__name__,

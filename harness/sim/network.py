@@ -13,7 +13,7 @@ Two channel models, chosen per cluster:
     The Raft paper's network: every message may be lost, delayed, reordered
     or duplicated independently; connections never drop.
 
-Each node has a send chain and a receive chain of :mod:`~harness.filters`.
+Each node has a send chain and a receive chain of :mod:`~harness.wire.filters`.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
-from .events import EventQueue
-from .filters import Filter, FilterContext, run_chain
-from .messages import Envelope, message_type
+from harness.sim.events import EventQueue
+from harness.wire.filters import Filter, FilterContext, run_chain
+from harness.wire.messages import Envelope, message_type
 
 NETWORK_MODELS = ("fifo", "unreliable")
 

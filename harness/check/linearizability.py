@@ -37,7 +37,7 @@ import dataclasses
 import math
 from typing import Any, Dict, Hashable, Iterable, List, Optional, Tuple
 
-from .history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, Operation
+from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, Operation
 
 _OUTCOMES = (OK, FAILED, UNKNOWN, PENDING)
 

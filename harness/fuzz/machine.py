@@ -18,17 +18,17 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import (INITIALIZE_RULE_MARKER, RULE_MARKER, RuleBasedStateMachine, initialize,
                                  invariant, precondition, rule)
 
-from .cluster import Cluster
-from .filters import (DelayFilter, DropPacketFilter, DuplicateFilter, HoldFilter, MessageTypeFilter,
+from harness.sim.cluster import Cluster
+from harness.wire.filters import (DelayFilter, DropPacketFilter, DuplicateFilter, HoldFilter, MessageTypeFilter,
                       ReorderFilter)
-from .history import OK, PENDING, UNKNOWN
-from .invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
-from .kv import KVStore
-from .linearizability import Model, check_linearizable
-from .messages import MESSAGE_TYPES
-from .recording import Recorder
-from . import stats
-from .report import describe, write_counterexample
+from harness.history import OK, PENDING, UNKNOWN
+from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
+from harness.kv import KVStore
+from harness.check.linearizability import Model, check_linearizable
+from harness.wire.messages import MESSAGE_TYPES
+from harness.fuzz.recording import Recorder
+from harness.fuzz import stats
+from harness.report.text import describe, write_counterexample
 
 NODE_IDS = ("n1", "n2", "n3", "n4", "n5", "n6", "n7", "r1", "r2")
 KEYS = ("a", "b", "c")
@@ -144,7 +144,7 @@ class RaftMachine(RuleBasedStateMachine):
     @invariant()
     def raft_safety(self) -> None:
         """Election safety, log matching, leader completeness, state machine safety, durability,
-        no exception inside a node: see :mod:`harness.invariants`."""
+        no exception inside a node: see :mod:`harness.check.invariants`."""
         if self.cluster is None:
             return
         completed, self._cursor = self.cluster.history.completed_since(self._cursor)

@@ -30,15 +30,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from pysyncobj import FAIL_REASON, SyncObjConf
 
-from . import clock as _clock
-from . import compat
-from .events import EventQueue
-from .filters import Filter, FilterFactory, IsolationFilterFactory, PartitionFilterFactory
-from .history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
-from .kv import KVStore
-from .network import NETWORK_MODELS, SimNetwork, SimNode
-from .state import NodeState, crashed_state
-from .storage import StorageFaults
+from harness.sim import clock as _clock
+from harness.adapter import observe as compat
+from harness.sim.events import EventQueue
+from harness.wire.filters import Filter, FilterFactory, IsolationFilterFactory, PartitionFilterFactory
+from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
+from harness.kv import KVStore
+from harness.sim.network import NETWORK_MODELS, SimNetwork, SimNode
+from harness.state import NodeState, crashed_state
+from harness.sim.storage import StorageFaults
 
 MAX_NODES = 9
 
@@ -135,7 +135,7 @@ def settle(op: Operation, obj, result: Any, error: int, finish: Callable[[Operat
 
 
 class _CommonApi:
-    """What :class:`Cluster` and :class:`harness.tcp.TcpCluster` share: it needs only their
+    """What :class:`Cluster` and :class:`harness.tcp.cluster.TcpCluster` share: it needs only their
     ``_slot``, ``leader``, ``up_ids``, ``add_send_filter_factory`` and ``close``."""
 
     def __enter__(self):
@@ -214,7 +214,7 @@ class Cluster(_CommonApi):
         self.node_errors: List[NodeError] = []
         self.stats: Dict[str, int] = {"ticks": 0, "crashes": 0, "restarts": 0, "snapshots_forced": 0}
         self._root: Optional[Path] = None
-        self.storage: Optional[StorageFaults] = None  # storage failpoints, see harness.storage
+        self.storage: Optional[StorageFaults] = None  # storage failpoints, see harness.sim.storage
         self._closed = False
         _clock.acquire()
         try:

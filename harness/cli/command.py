@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import html_report
-from .fuzz_plugin import REPORT_BASE_ENV, SEED_ENV
-from .stats import NODES_ENV, STATS_ENV, parse_node_range
+from harness.report import html as html_report
+from harness.fuzz.workers import REPORT_BASE_ENV, SEED_ENV
+from harness.fuzz.stats import NODES_ENV, STATS_ENV, parse_node_range
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
 PROG = "raft-harness"
@@ -134,12 +134,12 @@ def check_database(where: str) -> str:
 
 def project_root() -> Path:
     """The source checkout this harness runs from (holds ``properties/`` and ``conftest.py``)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 # --- fuzz: statistics ------------------------------------------------------------------------------
 class Statistics:
-    """Aggregates the JSON lines the workers append (see :mod:`harness.stats`), read incrementally."""
+    """Aggregates the JSON lines the workers append (see :mod:`harness.fuzz.stats`), read incrementally."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -333,7 +333,7 @@ def _summary_table(st: Statistics, found: Sequence[Found], elapsed: float, budge
         out += ["", f"{'event':<30} {'count':>10} {'examples':>10}", "-" * 52]
         out += [f"{k:<30} {v:>10,} {st.examples_with[k]:>10,}" for k, v in others.items()]
     if not st.examples:
-        out += ["", "no per-example statistics arrived: the machines run did not report to harness.stats"]
+        out += ["", "no per-example statistics arrived: the machines run did not report to harness.fuzz.stats"]
     return "\n".join(out)
 
 
@@ -388,7 +388,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     stats_dir = os.path.join(report_dir, "stats")
     os.makedirs(stats_dir, exist_ok=True)
 
-    from .compat import VERSION
+    from harness.adapter.observe import VERSION
     import hypothesis
 
     out = sys.stdout
@@ -405,11 +405,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     # One worker runs in the pytest process itself: xdist would only add seconds of start-up.
     xdist = [] if workers == 1 else ["-n", str(workers)]
     cmd = [sys.executable, "-m", "pytest", *paths, *xdist, "-p", "no:logging", "-p", "no:cacheprovider",
-           "-p", "harness.fuzz_plugin", f"--hypothesis-profile={args.profile}", f"--network={args.network}",
+           "-p", "harness.fuzz.workers", f"--hypothesis-profile={args.profile}", f"--network={args.network}",
            "-q", "-rfE", "--color=no"]
     if args.known_fixes:
         cmd.append("--known-fixes")
-        from .mutations import known_fixes_apply_to
+        from harness.adapter.patching import known_fixes_apply_to
 
         outside = [p for p in paths if not known_fixes_apply_to(Path(p.partition("::")[0]), root)]
         if outside:
@@ -419,7 +419,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         cmd.append("--timeout=0")  # setup.cfg's per-test timeout is for the test suite, not for campaigns
     if not args.keep_going:
         cmd.append("-x")
-    # The workers' temporary files and cluster directories (RAFT_HARNESS_TMP, read by harness.cluster)
+    # The workers' temporary files and cluster directories (RAFT_HARNESS_TMP, read by harness.sim.cluster)
     # live in one scratch directory, removed at the end even though killed workers cannot clean up.
     shm = "/dev/shm"
     scratch = tempfile.mkdtemp(prefix="raft-harness-fuzz-",
@@ -636,7 +636,7 @@ def import_machine(name: str):
 
 
 def fallback_machine(network: str):
-    from .stateful import RaftMachine, UnreliableNetworkRules
+    from harness.fuzz.machine import RaftMachine, UnreliableNetworkRules
 
     base = UnreliableNetworkRules if network == "unreliable" else RaftMachine
     if base.network == network:
@@ -740,7 +740,7 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
         doc, json_path = html_report.load_report(path)
     except html_report.ReportError as e:
         raise UsageError(str(e)) from None
-    from .compat import VERSION
+    from harness.adapter.observe import VERSION
 
     name = machine_name or doc.get("machine") or ""
     cls = import_machine(name) if name else None
@@ -781,8 +781,8 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
 
 @contextlib.contextmanager
 def patched(patches: Sequence[str]) -> Iterator[None]:
-    """Install the named harness.mutations patches (a recording's, or the known fixes) for a replay."""
-    from . import mutations
+    """Install the named harness.adapter.patching patches (a recording's, or the known fixes) for a replay."""
+    from harness.adapter import patching as mutations
 
     with contextlib.ExitStack() as stack:
         if patches:
@@ -892,7 +892,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     blob = parse_blob(target, args.hypothesis_version)
     if blob is None:
         raise UsageError(f"{target}: no such report (file or directory), and not a @reproduce_failure blob")
-    from .mutations import KNOWN_FIXES
+    from harness.adapter.patching import KNOWN_FIXES
 
     with patched(list(KNOWN_FIXES) if args.known_fixes else []):
         try:
@@ -938,7 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pytest path or node id to fuzz instead of properties/ (repeatable)")
     fz.add_argument("--profile", default="fuzz", help="Hypothesis profile from conftest.py (default fuzz)")
     fz.add_argument("--known-fixes", action="store_true",
-                    help="fuzz pysyncobj with the fixes for findings already made (harness.mutations.KNOWN_FIXES), "
+                    help="fuzz pysyncobj with the fixes for findings already made (harness.adapter.patching.KNOWN_FIXES), "
                          "to hunt for new bugs")
     fz.set_defaults(func=cmd_fuzz)
 

@@ -5,7 +5,7 @@ depends on their names lives here, checked against releases 0.3.11 to 0.3.17,
 so that a new release means editing one file.  Nothing here changes how a node
 behaves except :func:`watch_journal`, which wraps the journal in a transparent
 recorder of which log indexes changed, and the storage hooks at the end
-(:func:`intercept_journal_writes` and friends), which ``harness.storage`` uses
+(:func:`intercept_journal_writes` and friends), which ``harness.sim.storage`` uses
 to inject disk faults.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 import pysyncobj
 import pysyncobj.version
 
-from .state import CANDIDATE, FOLLOWER, LEADER, Entry, NodeState
+from harness.state import CANDIDATE, FOLLOWER, LEADER, Entry, NodeState
 
 VERSION: str = pysyncobj.version.VERSION
 VERSION_INFO: Tuple[int, ...] = tuple(int(p) for p in VERSION.split(".")[:3])
@@ -76,7 +76,7 @@ class WatchedJournal:
             self.commit_high = raftCommitIndex
         return self._inner.setRaftCommitIndex(raftCommitIndex)
 
-    #: Called with no arguments after the journal was msync'ed (``flush``, ``_destroy``); see harness.storage.
+    #: Called with no arguments after the journal was msync'ed (``flush``, ``_destroy``); see harness.sim.storage.
     on_flush = None
 
     def flush(self):
@@ -164,7 +164,7 @@ def observe(node, node_id: str, incarnation: int, voter: bool, consume: bool = F
         changed_from = max(changed_from, first_index)
         changed = tuple(entries(node, changed_from))
         if first_index < changed_from <= first_index + len(log):  # a journal with a gap (see
-            changed_prev_term = log[changed_from - 1 - first_index][2]  # harness.storage) is shorter
+            changed_prev_term = log[changed_from - 1 - first_index][2]  # harness.sim.storage) is shorter
     leader = node._getLeader()
     self_node = node.selfNode
     members = {n.id for n in node.otherNodes}
@@ -224,7 +224,7 @@ def close_files(node) -> None:
         os.close(notifier._PipeNotifier__pipeW)
 
 
-# --- storage fault hooks (harness.storage) ----------------------------------------------------------
+# --- storage fault hooks (harness.sim.storage) ----------------------------------------------------------
 
 def _file_journal(node):
     """The node's FileJournal (under the WatchedJournal), or None for an in-memory journal."""

@@ -9,7 +9,7 @@ is a subclass of ``TCPTransport`` (``transportClass=``) whose ``send()`` runs th
 node's send chain before a message reaches the socket and whose
 ``_onMessageReceived`` runs the receive chain after it was read from one::
 
-    from harness.tcp import TcpCluster
+    from harness.tcp.cluster import TcpCluster
 
     with TcpCluster(nodes=3, seed=0) as c:           # any SyncObjConf keyword passes through
         leader = c.wait_leader()
@@ -26,7 +26,7 @@ Method names and meanings follow :class:`harness.Cluster` (``put``/``get``/
 ``force_snapshot``, ``state``, ``observe``, ``history``, ``node_errors``,
 ``run_for``/``run_until`` …), with wall seconds where the simulation has virtual
 ones, so :func:`harness.util.eventually` and :func:`~harness.util.retry` with
-``cluster=`` and :class:`~harness.invariants.SafetyChecker` work unchanged.
+``cluster=`` and :class:`~harness.check.invariants.SafetyChecker` work unchanged.
 A run is not reproducible: the seed drives the filters' randomness only.
 
 Design
@@ -37,7 +37,7 @@ of ``poll_interval`` seconds).  All pysyncobj code runs under one cluster lock,
 either on that thread or briefly on the caller's (a client call, a crash, a
 filter change), never concurrently.  That is why it is preferred to
 ``autoTick=True`` (a thread per node): an observation of a node
-(:func:`harness.compat.observe` reads name-mangled state and the mmap'd
+(:func:`harness.adapter.observe.observe` reads name-mangled state and the mmap'd
 journal that the tick mutates in place) and of the whole cluster is a
 consistent cut; a crash is atomic between two ticks (pysyncobj's own
 ``destroy()`` with ``autoTick`` only asks the node's thread to stop on its
@@ -99,15 +99,15 @@ from pysyncobj.node import TCPNode
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
-from . import clock as _clock
-from . import compat
-from .cluster import NodeError, _CommonApi, settle
-from .filters import Filter, FilterContext, FilterFactory, run_chain
-from .history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
-from .kv import KVStore
-from .messages import Envelope, message_type
-from .state import NodeState, crashed_state
-from .util import alloc_port
+from harness.sim import clock as _clock
+from harness.adapter import observe as compat
+from harness.sim.cluster import NodeError, _CommonApi, settle
+from harness.wire.filters import Filter, FilterContext, FilterFactory, run_chain
+from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
+from harness.kv import KVStore
+from harness.wire.messages import Envelope, message_type
+from harness.state import NodeState, crashed_state
+from harness.util import alloc_port
 
 __all__ = ["TcpCluster", "FilteredTCPTransport", "TcpNetwork", "NamedTCPNode", "HOST", "NETWORK_MODELS"]
 
@@ -125,7 +125,7 @@ _FORBIDDEN = {
     "fullDumpFile": "the harness gives every node its own files",
     "bindAddress": "every node binds 127.0.0.1 on its own port",
 }
-#: Outcomes after which a command may or may not have been applied (as in harness.cluster).
+#: Outcomes after which a command may or may not have been applied (as in harness.sim.cluster).
 def _check_seconds(name: str, value: Any, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0 or (positive and value == 0):
@@ -245,7 +245,7 @@ class TcpNetwork:
     """The filter chains and message timers of a :class:`TcpCluster`; what filters see as ``ctx.network``.
 
     Every method runs under the cluster lock (taken here when called from
-    outside, e.g. by :meth:`HoldFilter.release <harness.filters.HoldFilter.release>`).
+    outside, e.g. by :meth:`HoldFilter.release <harness.wire.filters.HoldFilter.release>`).
     """
 
     def __init__(self, model: str, rng: random.Random, now: Callable[[], float], lock: threading.RLock,

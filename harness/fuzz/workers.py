@@ -1,4 +1,4 @@
-"""pytest plugin for the workers of ``raft-harness fuzz`` (loaded with ``-p harness.fuzz_plugin``).
+"""pytest plugin for the workers of ``raft-harness fuzz`` (loaded with ``-p harness.fuzz.workers``).
 
 * ``RAFT_HARNESS_REPORT_BASE=DIR``: before each test, ``RAFT_HARNESS_REPORT``
   is pointed at ``DIR/<test>``, so every test (one per shard and machine) has

@@ -1,7 +1,7 @@
 """Per-example statistics for fuzz campaigns, and the campaign settings workers read from the environment.
 
 ``raft-harness fuzz`` starts pytest workers with ``RAFT_HARNESS_STATS=DIR``;
-every example a :class:`~harness.stateful.RaftMachine` runs then appends one
+every example a :class:`~harness.fuzz.machine.RaftMachine` runs then appends one
 JSON line to ``DIR/<worker>-<pid>.jsonl`` (steps, events by kind, elections,
 max term, snapshots installed, whether it failed), which the command line
 tails for its live progress line and its summary.  Without the variable
@@ -10,7 +10,7 @@ nothing is counted or written.
 The machine calls :func:`noted` for every Hypothesis event it emits and
 :func:`example_done` from its teardown.  ``RAFT_HARNESS_NODES`` (``"3-5"`` or
 ``"4"``) restricts the cluster sizes the machine's ``start_cluster`` draws:
-:func:`node_range` reads it when :mod:`harness.stateful` is imported, because
+:func:`node_range` reads it when :mod:`harness.fuzz.machine` is imported, because
 Hypothesis strategies are built at import time.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ NODES_ENV = "RAFT_HARNESS_NODES"
 
 #: Cluster sizes ``start_cluster`` draws by default.
 DEFAULT_NODES = (3, 5)
-#: Sizes a machine can start with: node ids n1..n7 (``harness.stateful.NODE_IDS``).
+#: Sizes a machine can start with: node ids n1..n7 (``harness.fuzz.machine.NODE_IDS``).
 MIN_NODES, MAX_NODES = 1, 7
 
 _events: "collections.Counter[str]" = collections.Counter()

@@ -2,10 +2,10 @@
 
 A harness that never fails proves nothing.  This module injects classic Raft
 bugs into pysyncobj, in-process and only for the duration of a ``with`` block,
-so a test can show that the state machine in :mod:`harness.stateful` catches
+so a test can show that the state machine in :mod:`harness.fuzz.machine` catches
 each of them::
 
-    from harness.mutations import MUTATIONS, inject
+    from harness.adapter.patching import MUTATIONS, inject
 
     with inject("vote_twice"):
         run_state_machine_as_test(MyMachine, settings=...)   # must raise
@@ -40,7 +40,7 @@ Caveats
     * Several mutations can be stacked (``inject("a", "b")``), also on the same
       method: later patches apply to the source already patched by earlier ones.
 
-Together with :mod:`harness.compat` this is the only module that touches
+Together with :mod:`harness.adapter.observe` this is the only module that touches
 pysyncobj internals.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ from pysyncobj import SyncObjConf
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
-from .compat import VERSION
+from harness.adapter.observe import VERSION
 
 __all__ = ["Mutation", "MutationNotApplicable", "MUTATIONS", "KNOWN_FIXES", "active", "inject", "installed",
            "known_fixes_apply_to", "names", "verify_all"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .history import OK, WRITE, Operation
-from .state import Entry, NodeState
+from harness.history import OK, WRITE, Operation
+from harness.state import Entry, NodeState
 
 
 @dataclasses.dataclass(frozen=True)
