@@ -1,50 +1,15 @@
-"""Hypothesis profiles and pytest options shared by ``properties/`` and ``tests/``.
-
-Profiles (choose with ``--hypothesis-profile=NAME``):
-
-``dev``     the default: a quick look, failures saved to ``.hypothesis/``.
-``ci``      bounded and reproducible: derandomized (so no database), used by
-            ``.ci/run``.  It replaces Hypothesis' own ``ci`` profile, which Hypothesis
-            loads by itself when ``CI`` is set, so the bounds are ours.
-``fuzz``    long campaigns.
-``bench``   like ``ci`` but big enough to time, and no shrinking (bench/bench_properties.py).
-``replay``  only re-runs examples saved in the database.
-
-``RAFT_HARNESS_DB`` picks the example database: a directory path (default
-``.hypothesis/examples``) or ``redis://host:port/db`` for one shared by many machines.
-"""
+"""pytest options shared by ``properties/`` and ``tests/``; the Hypothesis profiles are the library's
+(:mod:`harness.fuzz.profiles`: ``raft-dev`` by default, ``raft-ci`` under CI, and their old unprefixed
+names ``dev``, ``ci``, ``fuzz``, ``bench``, ``replay``)."""
 from __future__ import annotations
 
-import os
-
 import pytest
-from hypothesis import HealthCheck, Phase, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis import settings
 
+from harness.fuzz import profiles
 
-def _database():
-    where = os.environ.get("RAFT_HARNESS_DB", os.path.join(".hypothesis", "examples"))
-    if where.startswith("redis://"):
-        from hypothesis.extra.redis import RedisExampleDatabase
-        import redis
-
-        return RedisExampleDatabase(redis.Redis.from_url(where), key_prefix=b"raft-harness:")
-    return DirectoryBasedExampleDatabase(where)
-
-
-# No explain phase: on a state machine it re-runs the failing example hundreds of times
-# (minutes per failure) to list covered lines; the report already says what broke and where.
-_PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
-_common = dict(deadline=None, print_blob=True, database=_database(), phases=_PHASES,
-               suppress_health_check=list(HealthCheck))
-settings.register_profile("dev", max_examples=25, stateful_step_count=30, **_common)
-settings.register_profile("ci", max_examples=60, stateful_step_count=40, derandomize=True,
-                          **{**_common, "database": None})
-settings.register_profile("bench", max_examples=300, stateful_step_count=40, derandomize=True,
-                          **{**_common, "database": None, "phases": [Phase.generate]})
-settings.register_profile("fuzz", max_examples=20_000, stateful_step_count=80, **_common)
-settings.register_profile("replay", max_examples=1, **{**_common, "phases": [Phase.explicit, Phase.reuse]})
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+profiles.register()
+settings.load_profile(profiles.default_profile())
 
 
 def pytest_addoption(parser):

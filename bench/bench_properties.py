@@ -78,6 +78,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from harness import Cluster, SafetyChecker, SafetyViolation
 from harness.fuzz.machine import RaftMachine
+from harness.environment import REPORT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -468,7 +469,7 @@ def _scratch_dir() -> str:
 def _setup_worker(scratch: str) -> None:
     logging.disable(logging.CRITICAL)  # pysyncobj logs "truncating already-applied log entries" etc.
     sys.stdout = open(os.devnull, "w")
-    os.environ.pop("RAFT_HARNESS_REPORT", None)  # no counterexample files from benchmark runs
+    os.environ.pop(REPORT_ENV, None)  # no counterexample files from benchmark runs
     if "base_dir" in inspect.signature(Cluster).parameters:
         # RaftMachine passes pysyncobj_conf on to Cluster(...), whose own base_dir keyword picks the directory.
         FifoRaft.pysyncobj_conf = {**FifoRaft.pysyncobj_conf, "base_dir": scratch}

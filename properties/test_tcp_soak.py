@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from harness import LivenessViolation, SafetyChecker, SafetyViolation, Violation, check_linearizable
+from harness.environment import SOAK_ENV, SOAK_EXAMPLES_ENV
 from harness.report.text import describe
 from harness.tcp.cluster import TcpCluster
 
@@ -32,7 +33,7 @@ KEYS = ("a", "b", "c")
 
 @pytest.fixture(autouse=True)
 def _opt_in(request):
-    if not (request.config.getoption("--runsoak", default=False) or os.environ.get("RAFT_HARNESS_SOAK")):
+    if not (request.config.getoption("--runsoak", default=False) or os.environ.get(SOAK_ENV)):
         pytest.skip("soak over real sockets: run with --runsoak (or RAFT_HARNESS_SOAK=1)")
 
 
@@ -144,7 +145,7 @@ class TcpSoak(RuleBasedStateMachine):
 
 TestTcpSoak = TcpSoak.TestCase
 TestTcpSoak.settings = settings(
-    max_examples=int(os.environ.get("RAFT_HARNESS_SOAK_EXAMPLES", "3")),
+    max_examples=int(os.environ.get(SOAK_EXAMPLES_ENV, "3")),
     stateful_step_count=10,
     deadline=None,
     database=None,

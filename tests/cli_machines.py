@@ -34,7 +34,7 @@ class InjectedBugRaft(RaftMachine):
 
     @invariant()
     def injected_bug(self) -> None:
-        if self.cluster is None or self._failed:
+        if self.cluster is None or self.failed:
             return
         for node_id in self.cluster.node_ids:
             s = self.cluster.state(node_id)

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from harness.cli import command as cli
+from harness.cli import command as cli, common, fuzz as cli_fuzz
 from harness.fuzz.workers import report_dir_name, seed_for
 from harness.adapter.patching import inject, installed
-from harness.fuzz.stats import parse_node_range
+from harness.fuzz.stats import Statistics, parse_node_range
 from harness.util import alloc_port
 
 from cli_machines import FlakyRaft, InjectedBugRaft, PatchedOnlyBugRaft
@@ -85,13 +85,13 @@ def one_line_error(capsys_or_result, code):
 @pytest.mark.parametrize("text, seconds", [("20s", 20), ("90", 90), ("5m", 300), ("1h30m", 5400), ("1.5h", 5400),
                                            ("500ms", 0.5), ("2d", 172800), (" 10 s ", 10)])
 def test_parse_duration(text, seconds):
-    assert cli.parse_duration(text) == pytest.approx(seconds)
+    assert common.parse_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text", ["", "soon", "5 minutes", "1h30", "m5", "0s", "-3s", "1e3s", "5x"])
 def test_parse_duration_rejects(text):
-    with pytest.raises(cli.UsageError):
-        cli.parse_duration(text)
+    with pytest.raises(common.UsageError):
+        common.parse_duration(text)
 
 
 def test_node_ranges():
@@ -435,9 +435,9 @@ def test_plain_progress_lines_when_not_a_terminal():
     import io
 
     stream = io.StringIO()
-    progress = cli.Progress(stream, budget=100)
+    progress = cli_fuzz.Progress(stream, budget=100)
     assert not progress.tty
-    st = cli.Statistics("/nonexistent")
+    st = Statistics("/nonexistent")
     st.add({"steps": 40, "events": {"fault: crash": 2, "election won": 1}, "elections": 1, "max_term": 3,
             "nodes": 3})
     progress.update(1.0, st, [])
@@ -447,7 +447,7 @@ def test_plain_progress_lines_when_not_a_terminal():
     assert len(lines) == 2 and "\r" not in stream.getvalue()
     assert "examples 1" in lines[0] and "steps 40" in lines[0] and "faults 2 of 1 kind |" in lines[0]
     tty = io.StringIO()
-    live = cli.Progress(tty, budget=100, tty=True)
+    live = cli_fuzz.Progress(tty, budget=100, tty=True)
     live.update(1.0, st, [])
     live.update(2.0, st, [])
     live.done()

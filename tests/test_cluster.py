@@ -531,11 +531,11 @@ _REFUSED_ADDS = [
 
 @pytest.mark.parametrize("seed", range(6))
 def test_a_refused_add_leaves_no_phantom_voter(seed):
-    from harness.cli.command import fallback_machine, run_recorded
+    from harness.fuzz.replay import default_machine
 
     steps = [dict(rule=rule, args=dict(args, seed=seed) if rule == "start_cluster" else args)
              for rule, args in _REFUSED_ADDS]
-    run = run_recorded(fallback_machine("fifo"), steps)
+    run = default_machine("fifo").replay(steps)
     assert not run.failed, run.headline
 
 

@@ -23,7 +23,8 @@ import zlib
 import pytest
 
 from harness.report import html as html_report
-from harness.report.html import ReportError, load_report, render_html, render_svg, write_html
+from harness.report.counterexample import ReportError, load_report
+from harness.report.html import render_html, render_svg, write_html
 
 from cli_machines import InjectedBugRaft
 

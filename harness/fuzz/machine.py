@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 from hypothesis import event, strategies as st
 from hypothesis.control import currently_in_test_context
@@ -21,14 +21,19 @@ from hypothesis.stateful import (INITIALIZE_RULE_MARKER, RULE_MARKER, RuleBasedS
 from harness.sim.cluster import Cluster
 from harness.wire.filters import (DelayFilter, DropPacketFilter, DuplicateFilter, HoldFilter, MessageTypeFilter,
                       ReorderFilter)
-from harness.history import OK, PENDING, UNKNOWN
+from harness.history import PENDING, UNKNOWN
 from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from harness.kv import KVStore
 from harness.check.linearizability import Model, check_linearizable
 from harness.wire.messages import MESSAGE_TYPES
 from harness.fuzz.recording import Recorder
 from harness.fuzz import stats
-from harness.report.text import describe, write_counterexample
+from harness.environment import REPORT_ENV
+from harness.report.counterexample import write_counterexample
+from harness.report.text import describe
+
+if TYPE_CHECKING:
+    from harness.fuzz.replay import ReplayRun
 
 NODE_IDS = ("n1", "n2", "n3", "n4", "n5", "n6", "n7", "r1", "r2")
 KEYS = ("a", "b", "c")
@@ -103,11 +108,31 @@ class RaftMachine(RuleBasedStateMachine):
         self._next_value = 0
         self._holds: List[HoldFilter] = []
         self._failed = False
-        self.recorder = Recorder(detailed=bool(os.environ.get("RAFT_HARNESS_REPORT")))
+        #: Where a failing run writes ``counterexample.json`` (``RAFT_HARNESS_REPORT``); None: nowhere.
+        self.report_dir: Optional[str] = os.environ.get(REPORT_ENV) or None
+        self.recorder = Recorder(detailed=self.report_dir is not None)
         self._max_leader_term = 0
         self._last_leader: Optional[str] = None
         self._first_index: Dict[str, int] = {}
         self._installed: Dict[tuple, int] = {}
+
+    @classmethod
+    def replay(cls, steps: Sequence[Dict[str, Any]]) -> "ReplayRun":
+        """Run recorded steps (``counterexample.json``'s ``steps``) with this machine's own invariants
+        after each; see :mod:`harness.fuzz.replay`."""
+        from harness.fuzz.replay import replay_steps
+
+        return replay_steps(cls, steps)
+
+    @property
+    def failed(self) -> bool:
+        """Whether this example has broken a property (statistics, and invariants that stop checking)."""
+        return self._failed
+
+    @property
+    def max_leader_term(self) -> int:
+        """The highest term any node led in this example (statistics)."""
+        return self._max_leader_term
 
     # --- setup and the safety net ------------------------------------------------------------
     @initialize(nodes=st.integers(*stats.node_range()), seed=st.integers(0, 2 ** 16))
@@ -135,10 +160,10 @@ class RaftMachine(RuleBasedStateMachine):
 
     def _fail(self, exc: AssertionError) -> None:
         self._failed = True
-        directory = os.environ.get("RAFT_HARNESS_REPORT")
-        if directory:
+        if self.recorder.detailed:
             self.recorder.end(self.cluster, [self.cluster.state(i) for i in self.cluster.node_ids])
-            write_counterexample(directory, self, exc)
+        if self.report_dir:
+            write_counterexample(self.report_dir, self, exc)
         raise exc
 
     @invariant()

@@ -16,13 +16,13 @@ Hypothesis strategies are built at import time.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import re
 from typing import Any, Dict, Optional, Tuple
 
-STATS_ENV = "RAFT_HARNESS_STATS"
-NODES_ENV = "RAFT_HARNESS_NODES"
+from harness.environment import NODES_ENV, STATS_ENV
 
 #: Cluster sizes ``start_cluster`` draws by default.
 DEFAULT_NODES = (3, 5)
@@ -85,7 +85,7 @@ def summarize(machine, events: Dict[str, int]) -> Dict[str, Any]:
     recorder = getattr(machine, "recorder", None)
     steps = [s for s in getattr(recorder, "steps", ()) if s.rule != "teardown"]
     first = steps[0].args if steps and steps[0].rule == "start_cluster" else {}
-    max_term = int(getattr(machine, "_max_leader_term", 0) or 0)
+    max_term = int(getattr(machine, "max_leader_term", 0) or 0)
     cluster = getattr(machine, "cluster", None)
     if cluster is not None:
         try:
@@ -105,7 +105,7 @@ def summarize(machine, events: Dict[str, int]) -> Dict[str, Any]:
         "elections": int(events.get("election won", 0)),
         "snapshots_installed": int(events.get("snapshot installed", 0)),
         "max_term": max_term,
-        "failed": bool(getattr(machine, "_failed", False)),
+        "failed": bool(getattr(machine, "failed", False)),
     }
 
 
@@ -118,3 +118,70 @@ def example_done(machine) -> None:
             emit(summarize(machine, events))
         except OSError:
             pass
+
+
+# --- the reader: the campaign tails the files the writer above appends ---------------------------
+class Statistics:
+    """Aggregates the JSON lines the workers append (see :func:`emit`), read incrementally."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._offsets: Dict[str, int] = {}
+        self.examples = 0
+        self.failing_examples = 0
+        self.steps = 0
+        self.elections = 0
+        self.snapshots_installed = 0
+        self.max_term = 0
+        self.events: "collections.Counter[str]" = collections.Counter()
+        self.examples_with: "collections.Counter[str]" = collections.Counter()
+        self.cluster_sizes: "collections.Counter[int]" = collections.Counter()
+
+    def refresh(self) -> None:
+        try:
+            names = sorted(n for n in os.listdir(self.directory) if n.endswith(".jsonl"))
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = os.path.join(self.directory, name)
+            offset = self._offsets.get(path, 0)
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except OSError:
+                continue
+            end = data.rfind(b"\n") + 1  # only whole lines; a line being written is read next time
+            self._offsets[path] = offset + end
+            for line in data[:end].splitlines():
+                with contextlib.suppress(ValueError):
+                    self.add(json.loads(line))
+
+    def add(self, ex: Dict[str, Any]) -> None:
+        self.examples += 1
+        self.failing_examples += bool(ex.get("failed"))
+        self.steps += int(ex.get("steps") or 0)
+        self.elections += int(ex.get("elections") or 0)
+        self.snapshots_installed += int(ex.get("snapshots_installed") or 0)
+        self.max_term = max(self.max_term, int(ex.get("max_term") or 0))
+        if ex.get("nodes"):
+            self.cluster_sizes[int(ex["nodes"])] += 1
+        for what, n in (ex.get("events") or {}).items():
+            if what.startswith("cluster size"):
+                continue
+            self.events[what] += int(n)
+            self.examples_with[what] += 1
+
+    @property
+    def faults(self) -> Dict[str, int]:
+        return {k[len("fault: "):]: v for k, v in sorted(self.events.items()) if k.startswith("fault: ")}
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "examples": self.examples, "failing_examples": self.failing_examples, "steps": self.steps,
+            "elections": self.elections, "max_term": self.max_term,
+            "snapshots_installed": self.snapshots_installed, "faults": self.faults,
+            "events": dict(sorted(self.events.items())),
+            "examples_with": dict(sorted(self.examples_with.items())),
+            "cluster_sizes": {str(k): v for k, v in sorted(self.cluster_sizes.items())},
+        }

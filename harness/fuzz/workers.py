@@ -20,8 +20,7 @@ import zlib
 
 import pytest
 
-REPORT_BASE_ENV = "RAFT_HARNESS_REPORT_BASE"
-SEED_ENV = "RAFT_HARNESS_SEED"
+from harness.environment import CAMPAIGN_SEED_ENV, REPORT_BASE_ENV, REPORT_ENV
 
 
 def report_dir_name(nodeid: str) -> str:
@@ -46,8 +45,8 @@ def _report_dir(item) -> str:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     if os.environ.get(REPORT_BASE_ENV):
-        os.environ["RAFT_HARNESS_REPORT"] = _report_dir(item)
-    seed = os.environ.get(SEED_ENV)
+        os.environ[REPORT_ENV] = _report_dir(item)
+    seed = os.environ.get(CAMPAIGN_SEED_ENV)
     if seed:
         import hypothesis.core
 

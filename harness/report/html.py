@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-REPORT_JSON = "counterexample.json"
-REPORT_HTML = "report.html"
+from harness.report.counterexample import REPORT_HTML, load_report, validate
 
 # --- geometry (px) -------------------------------------------------------------------------------
 LEFT = 12          # margin before the first step (node labels are a separate SVG)
@@ -54,54 +52,6 @@ MESSAGE_COLOURS = {
 }
 OTHER_MESSAGE_COLOUR = "#777777"
 _PARTITION_FILTERS = ("PartitionFilter", "IsolationFilter")
-
-
-class ReportError(ValueError):
-    """The given path is not a readable counterexample report (one-line reason)."""
-
-
-# --- loading ---------------------------------------------------------------------------------------
-def find_report(path: str) -> str:
-    """The ``counterexample.json`` for ``path`` (the file itself or a directory holding one)."""
-    if not os.path.exists(path):
-        raise ReportError(f"{path}: no such file or directory")
-    if os.path.isdir(path):
-        candidate = os.path.join(path, REPORT_JSON)
-        if not os.path.isfile(candidate):
-            raise ReportError(f"{path}: not a counterexample report (no {REPORT_JSON} in it)")
-        return candidate
-    return path
-
-
-def load_report(path: str) -> Tuple[Dict[str, Any], str]:
-    """(document, path of the JSON) for a report directory or JSON file; ReportError if it is not one."""
-    json_path = find_report(path)
-    try:
-        with open(json_path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except UnicodeDecodeError:
-        raise ReportError(f"{json_path}: not a counterexample report (not text)") from None
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{json_path}: not a counterexample report (invalid JSON: {e.msg} at line {e.lineno})") \
-            from None
-    except OSError as e:
-        raise ReportError(f"{json_path}: cannot read it ({e.strerror})") from None
-    validate(doc, json_path)
-    return doc, json_path
-
-
-def validate(doc: Any, where: str = "report") -> None:
-    if not isinstance(doc, dict):
-        raise ReportError(f"{where}: not a counterexample report (expected a JSON object)")
-    missing = [k for k in ("steps", "violations", "machine") if k not in doc]
-    if missing:
-        raise ReportError(f"{where}: not a counterexample report (missing {', '.join(missing)})")
-    if not isinstance(doc["steps"], list) or not all(isinstance(s, dict) and "rule" in s for s in doc["steps"]):
-        raise ReportError(f"{where}: not a counterexample report ('steps' must be a list of recorded steps)")
-    if not doc["steps"]:
-        raise ReportError(f"{where}: not a counterexample report (no steps recorded)")
-    if not isinstance(doc["violations"], list):
-        raise ReportError(f"{where}: not a counterexample report ('violations' must be a list)")
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 """Failure text: the cluster at the moment a property broke, for a human reading a test log."""
 from __future__ import annotations
 
-import json
-import os
 from typing import Sequence
 
 from harness.adapter.patching import installed as installed_patches
@@ -46,37 +44,3 @@ def describe(cluster) -> str:
     return (f"pysyncobj {cluster.pysyncobj_version}{patched}, network={cluster.network_model}, seed={cluster.seed}, "
             f"t={cluster.now:.4f}\n{node_table([cluster.state(i) for i in cluster.node_ids])}\n"
             f"last messages delivered:\n{recent_messages(cluster)}")
-
-
-def write_counterexample(directory: str, machine, error: BaseException) -> str:
-    """Write ``counterexample.json`` for a failed run of ``machine``; returns its path.
-
-    Holds what a reader or ``replay`` needs: the steps as data and as code,
-    the pysyncobj version and the patches installed on it, channel model and
-    seed, the broken property, and per
-    step the node states, the messages delivered and the trace digest.
-    """
-    cluster = machine.cluster
-    violations = [dict(invariant=v.invariant, message=v.message, nodes=list(v.nodes), terms=list(v.terms),
-                       indexes=list(v.indexes)) for v in getattr(error, "violations", ())]
-    doc = {
-        "format": 1,
-        "machine": f"{type(machine).__module__}.{type(machine).__qualname__}",
-        "pysyncobj_version": cluster.pysyncobj_version if cluster else None,
-        "patches": installed_patches(),  # harness.adapter.patching patches in effect (known fixes, seeded bugs)
-        "network": machine.network,
-        "seed": cluster.seed if cluster else None,
-        "error": type(error).__name__,
-        "message": str(error).split("\n")[0],
-        "violations": violations or [dict(invariant=type(error).__name__, message=str(error).split("\n")[0],
-                                          nodes=[], terms=[], indexes=[])],
-        "details": str(error),
-        "steps": machine.recorder.to_json(),
-    }
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "counterexample.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1, default=repr)
-    os.replace(tmp, path)
-    return path

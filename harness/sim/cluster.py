@@ -30,6 +30,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from pysyncobj import FAIL_REASON, SyncObjConf
 
+from harness.environment import NODE_DIR_ENV
+
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
 from harness.sim.events import EventQueue
@@ -103,7 +105,7 @@ def _fast_tmp() -> Optional[str]:
     """A memory-backed temp dir when the machine has one: the journal, its metadata and the
     dumps are real files either way (a simulated crash is a process crash, not a power cut),
     but pysyncobj rewrites its metadata file every virtual second and disk renames dominate."""
-    explicit = os.environ.get("RAFT_HARNESS_TMP")
+    explicit = os.environ.get(NODE_DIR_ENV)
     if explicit:
         return explicit  # e.g. the CLI's scratch dir, removed even if workers are killed
     if os.environ.get("TMPDIR"):

@@ -1,0 +1,25 @@
+"""Every environment variable the harness reads, named once.
+
+A campaign (``raft-harness fuzz``) talks to its pytest workers through the environment; a user picks the
+example database and the node directory the same way.  Each name is a constant here so that a writer
+and its readers cannot drift apart.
+"""
+from __future__ import annotations
+
+#: The Hypothesis example database: a directory, or ``redis://host:port/db`` shared by many machines.
+DATABASE_ENV = "RAFT_HARNESS_DB"
+#: Where simulated clusters put their node directories (the campaign's scratch dir, removed at its end).
+NODE_DIR_ENV = "RAFT_HARNESS_TMP"
+#: A failing run writes ``counterexample.json`` into this directory.
+REPORT_ENV = "RAFT_HARNESS_REPORT"
+#: A campaign's report directory; each failing test gets a directory below it.
+REPORT_BASE_ENV = "RAFT_HARNESS_REPORT_BASE"
+#: The campaign seed ``raft-harness fuzz --seed`` hands to workers (each test derives its own from it).
+CAMPAIGN_SEED_ENV = "RAFT_HARNESS_SEED"
+#: Per-example statistics are appended as JSON lines below this directory.
+STATS_ENV = "RAFT_HARNESS_STATS"
+#: Cluster sizes the machines draw: ``"3-5"`` or ``"4"``.
+NODES_ENV = "RAFT_HARNESS_NODES"
+#: Set (any value) to run the real-socket soak tests; and how many examples each (properties/test_tcp_soak.py).
+SOAK_ENV = "RAFT_HARNESS_SOAK"
+SOAK_EXAMPLES_ENV = "RAFT_HARNESS_SOAK_EXAMPLES"
