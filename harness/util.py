@@ -62,6 +62,48 @@ def temp_dir(prefix: str = "raft-harness-") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+_OWNED = "raft-harness-"
+_reaped: set = set()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def reap_orphans(base: Optional[str] = None) -> int:
+    """Remove node directories (``raft-harness-<pid>-*``) left in ``base`` by processes that are gone.
+
+    A pytest-xdist worker stopped by ``-x``, a killed campaign or a crash never runs its cleanup; the
+    next harness process on the machine takes their directories away (they live in RAM under
+    /dev/shm).  Returns how many it removed.
+    """
+    base = base or tempfile.gettempdir()
+    removed = 0
+    with contextlib.suppress(OSError):
+        for name in os.listdir(base):
+            pid_text, sep, _ = name[len(_OWNED):].partition("-") if name.startswith(_OWNED) else ("", "", "")
+            if sep and pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+                removed += 1
+    return removed
+
+
+def owned_dir(base: Optional[str] = None) -> Path:
+    """A fresh private directory named after this process, so that :func:`reap_orphans` can tell
+    whether its owner is still alive; the first call per ``base`` reaps the orphans there."""
+    key = base or tempfile.gettempdir()
+    if key not in _reaped:
+        _reaped.add(key)
+        reap_orphans(key)
+    return Path(tempfile.mkdtemp(prefix=f"{_OWNED}{os.getpid()}-", dir=base))
+
+
 def _sleeper(cluster) -> Callable[[float], None]:
     return cluster.run_for if cluster is not None else time.sleep
 

@@ -23,7 +23,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -31,6 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from pysyncobj import FAIL_REASON, SyncObjConf
 
 from harness.environment import NODE_DIR_ENV
+from harness.util import owned_dir
 
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
@@ -220,7 +220,7 @@ class Cluster(_CommonApi):
         self._closed = False
         _clock.acquire()
         try:
-            self._root = Path(tempfile.mkdtemp(prefix="raft-harness-", dir=base_dir or _fast_tmp()))
+            self._root = owned_dir(base_dir or _fast_tmp())
             self.storage = StorageFaults(self._root, self._events.at, self._clock.now, self.crash)
             self._net = SimNetwork(network, self._events, self._clock, self._net_rng, latency,
                                    reconnect_delay, self._run_on, self._after_delivery)
