@@ -4,7 +4,8 @@ Real pysyncobj nodes run in one process, in virtual time, over a simulated
 network whose every message passes chains of small filters; Hypothesis state
 machines in ``properties/`` drive them and check Raft's safety after every step.
 """
-from harness.sim.cluster import Cluster, MembershipChange, NodeError
+from harness.contract import NETWORK_MODELS, NodeError
+from harness.sim.cluster import Cluster, MembershipChange
 from harness.adapter.observe import VERSION as PYSYNCOBJ_VERSION
 from harness.wire.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter, Filter,
                       FilterContext, FilterFactory, HoldFilter, IsolationFilter, IsolationFilterFactory,
@@ -15,7 +16,6 @@ from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyVio
 from harness.kv import KVStore
 from harness.check.linearizability import LinearizabilityResult, check_linearizable
 from harness.wire.messages import MESSAGE_TYPES, Envelope
-from harness.sim.network import NETWORK_MODELS
 from harness.state import Entry, NodeState
 from harness.util import alloc_port, eventually, retry, temp_dir
 

@@ -82,7 +82,6 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
-import math
 import pickle
 import random
 import shutil
@@ -101,36 +100,19 @@ from pysyncobj.transport import TCPTransport
 
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
-from harness.sim.cluster import NodeError, _CommonApi, settle
+from harness.contract import ClusterBase, NodeError
 from harness.wire.filters import Filter, FilterContext, FilterFactory, run_chain
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
 from harness.wire.messages import Envelope, message_type
-from harness.state import NodeState, crashed_state
+from harness.state import NodeState
 from harness.util import alloc_port
 
-__all__ = ["TcpCluster", "FilteredTCPTransport", "TcpNetwork", "NamedTCPNode", "HOST", "NETWORK_MODELS"]
+__all__ = ["TcpCluster", "FilteredTCPTransport", "TcpNetwork", "NamedTCPNode", "HOST"]
 
 HOST = "127.0.0.1"
-MAX_NODES = 9
-NETWORK_MODELS = ("fifo", "unreliable")
 #: NodeErrors kept per cluster; a node failing on every tick would otherwise grow the list 200 times a second.
 MAX_NODE_ERRORS = 1000
-
-_CONF_KEYS = frozenset(vars(SyncObjConf()))
-_FORBIDDEN = {
-    "autoTick": "the harness thread ticks every node itself",
-    "useFork": "a forked dump writer would outlive close()",
-    "journalFile": "the harness gives every node its own files",
-    "fullDumpFile": "the harness gives every node its own files",
-    "bindAddress": "every node binds 127.0.0.1 on its own port",
-}
-#: Outcomes after which a command may or may not have been applied (as in harness.sim.cluster).
-def _check_seconds(name: str, value: Any, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'>' if positive else '>='} 0 seconds, got {value!r}")
-    return float(value)
 
 
 class NamedTCPNode(TCPNode):
@@ -585,7 +567,7 @@ class _Core:
                 shutil.rmtree(self.root, ignore_errors=True)
 
 
-class TcpCluster(_CommonApi):
+class TcpCluster(ClusterBase):
     """A pysyncobj cluster over real loopback TCP.  Use as a context manager, or call :meth:`close`.
 
     ``nodes`` voters ``n1``…; ``seed`` seeds the filters' randomness;
@@ -602,34 +584,27 @@ class TcpCluster(_CommonApi):
     it is garbage-collected, or at the latest when the interpreter exits.
     """
 
-    pysyncobj_version = compat.VERSION
+    _TIME_UNIT = "seconds"
+    #: SyncObjConf settings the harness owns: key -> why it cannot be set.
+    _FORBIDDEN_CONF = {
+        "autoTick": "the harness thread ticks every node itself",
+        "useFork": "a forked dump writer would outlive close()",
+        "journalFile": "the harness gives every node its own files",
+        "fullDumpFile": "the harness gives every node its own files",
+        "bindAddress": "every node binds 127.0.0.1 on its own port",
+    }
+    #: Where the harness' defaults differ from pysyncobj's (see the class docstring).
+    _DEFAULT_CONF = dict(dynamicMembershipChange=True, logCompactionMinEntries=10 ** 9,
+                         logCompactionMinTime=10 ** 9, connectionRetryTime=0.25,
+                         bindRetryTime=0.1, maxBindRetries=50)
 
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
                  node_class: type = KVStore, poll_interval: float = 0.005, reconnect_delay: float = 0.2,
                  **pysyncobj_conf: Any) -> None:
-        if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
-            raise ValueError(f"nodes must be an int in [1, {MAX_NODES}], got {nodes!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        if network not in NETWORK_MODELS:
-            raise ValueError(f"network must be one of {list(NETWORK_MODELS)}, got {network!r}")
-        poll_interval = _check_seconds("poll_interval", poll_interval, positive=True)
-        reconnect_delay = _check_seconds("reconnect_delay", reconnect_delay)
-        for key, why in _FORBIDDEN.items():
-            if key in pysyncobj_conf:
-                raise ValueError(f"{key} cannot be set: {why}")
-        unknown = sorted(set(pysyncobj_conf) - _CONF_KEYS)
-        if unknown:
-            raise ValueError(f"unknown pysyncobj setting(s) {unknown}; SyncObjConf takes {sorted(_CONF_KEYS)}")
-        self._conf = dict(dynamicMembershipChange=True, logCompactionMinEntries=10 ** 9,
-                          logCompactionMinTime=10 ** 9, connectionRetryTime=0.25,
-                          bindRetryTime=0.1, maxBindRetries=50)
-        self._conf.update(pysyncobj_conf)
-        try:
-            SyncObjConf(**self._conf).validate()
-        except AssertionError:
-            raise ValueError(f"pysyncobj settings {sorted(pysyncobj_conf)} are rejected by "
-                             f"SyncObjConf.validate(), got {pysyncobj_conf!r}") from None
+        self._check_cluster_args(nodes, seed, network)
+        poll_interval = self._check_seconds("poll_interval", poll_interval, positive=True)
+        reconnect_delay = self._check_seconds("reconnect_delay", reconnect_delay)
+        self._conf = self._check_pysyncobj_conf(pysyncobj_conf, self._FORBIDDEN_CONF, self._DEFAULT_CONF)
         if _clock.patched():
             raise RuntimeError("a simulated harness.Cluster is open in this process and has replaced "
                                "pysyncobj's clock; close it before starting a TcpCluster")
@@ -643,7 +618,7 @@ class TcpCluster(_CommonApi):
         self._lock = core.lock
         self._slots = core.slots
         self.node_errors: List[NodeError] = core.node_errors
-        self._net = core.net = TcpNetwork(network, random.Random(f"network-{seed}"), core.now, core.lock,
+        self._net = core.net = TcpNetwork(network, self._network_rng(seed), core.now, core.lock,
                                           core.record_error, reconnect_delay)
         self._finalizer = weakref.finalize(self, core.shutdown)
         try:
@@ -732,7 +707,7 @@ class TcpCluster(_CommonApi):
 
     def run_for(self, seconds: float) -> None:
         """Let the cluster run ``seconds`` of wall time."""
-        deadline = time.monotonic() + _check_seconds("seconds", seconds)
+        deadline = time.monotonic() + self._check_seconds("seconds", seconds)
         while True:
             self._check_running()
             left = deadline - time.monotonic()
@@ -742,7 +717,7 @@ class TcpCluster(_CommonApi):
 
     def run_until(self, predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.01) -> bool:
         """Poll ``predicate()`` until it holds (True) or ``timeout`` wall seconds pass (False)."""
-        deadline = time.monotonic() + _check_seconds("timeout", timeout)
+        deadline = time.monotonic() + self._check_seconds("timeout", timeout)
         while True:
             self._check_running()
             if predicate():
@@ -765,20 +740,11 @@ class TcpCluster(_CommonApi):
     def voter_ids(self) -> List[str]:
         return self.node_ids
 
-    def up_ids(self) -> List[str]:
-        return [i for i in self.node_ids if self._slots[i].obj is not None]
-
     def _slot(self, node_id: str, arg: str = "node_id") -> _Slot:
         slot = self._slots.get(node_id)
         if slot is None:
             raise ValueError(f"{arg} must be one of {self.node_ids}, got {node_id!r}")
         return slot
-
-    def is_up(self, node_id: str) -> bool:
-        return self._slot(node_id).obj is not None
-
-    def incarnation(self, node_id: str) -> int:
-        return self._slot(node_id).incarnation
 
     def address(self, node_id: str) -> str:
         """``127.0.0.1:port`` that ``node_id`` listens on (the same across restarts)."""
@@ -800,11 +766,6 @@ class TcpCluster(_CommonApi):
         slot = self._slot(node_id)
         with self._lock:
             return self._observe(slot, consume=False)
-
-    def _observe(self, slot: _Slot, consume: bool) -> NodeState:
-        if slot.obj is None:
-            return crashed_state(slot.id, slot.incarnation, slot.voter)
-        return compat.observe(slot.obj, slot.id, slot.incarnation, slot.voter, consume=consume)
 
     def observe(self) -> Tuple[NodeState, ...]:
         """Every node's state at one instant (between two ticks), consuming the log-change marks."""
@@ -881,7 +842,7 @@ class TcpCluster(_CommonApi):
     def _invoke(self, kind: str, key: Any, value: Any, via: Optional[str]) -> Operation:
         self._check_running()
         via = self._client_target(via)
-        history, now = self.history, self._core.now  # the callback must not hold the cluster itself
+        history, now, settle = self.history, self._core.now, self._settle  # the callback must not hold the cluster
         with self._lock:
             obj = self._slots[via].obj
             op = history.invoke(kind, key, value, via, now())
@@ -912,7 +873,7 @@ class TcpCluster(_CommonApi):
 
     def _must(self, kind: str, key: Any, value: Any, timeout: float, attempt_timeout: float = 5.0) -> Operation:
         """Propose through the current leader until one attempt commits (each gets ``attempt_timeout``)."""
-        deadline = time.monotonic() + _check_seconds("timeout", timeout)
+        deadline = time.monotonic() + self._check_seconds("timeout", timeout)
         last = None
         while time.monotonic() < deadline:
             leader = self.leader()
@@ -967,8 +928,6 @@ class TcpCluster(_CommonApi):
             self._factories.clear()
             self._net.clear_filters()
         self._core.wake.set()
-
-    heal = clear_all_filters
 
     def clear_filters(self, node_id: str) -> None:
         self._slot(node_id)
