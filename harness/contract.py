@@ -238,7 +238,7 @@ class ClusterBase(abc.ABC):
     # --- clients
     def _client_target(self, via: Optional[str]) -> str:
         if via is None:
-            via = self.leader() or (self.up_ids() or [None])[0]
+            via = self.leader() or next(iter(self.up_ids()), None)
             if via is None:
                 raise ValueError("no node is up to take the request")
         self._slot(via, "via")
