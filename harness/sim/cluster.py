@@ -34,6 +34,7 @@ from harness.adapter import observe as compat
 from harness.contract import ClusterBase, NodeError
 from harness.sim.events import EventQueue
 from harness.wire.filters import Filter, FilterFactory
+from harness.wire.messages import Envelope
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
 from harness.sim.network import SimNetwork, SimNode
@@ -281,7 +282,7 @@ class Cluster(ClusterBase):
         """The directory holding ``node_id``'s journal (``journal``, ``journal.meta``) and dump (``dump``)."""
         return self._slot(node_id).dir
 
-    def node(self, node_id: str):
+    def node(self, node_id: str) -> Any:
         """The live pysyncobj object of ``node_id`` (None while crashed); for reading, not steering."""
         return self._slot(node_id).obj
 
@@ -328,13 +329,13 @@ class Cluster(ClusterBase):
             self._net.log = []
         return log
 
-    def filters(self, node_id: str):
+    def filters(self, node_id: str) -> Tuple[List[Filter], List[Filter]]:
         """(send chain, receive chain) currently installed on ``node_id``."""
         self._slot(node_id)
         return self._net.filters(node_id)
 
     @property
-    def recent_messages(self):
+    def recent_messages(self) -> List[Tuple[float, Envelope]]:
         """The last messages delivered, as (virtual time, Envelope)."""
         return list(self._net.recent)
 

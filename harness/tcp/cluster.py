@@ -256,11 +256,11 @@ class TcpCluster(ClusterBase):
     def ports(self) -> Dict[str, int]:
         return {i: s.port for i, s in sorted(self._slots.items())}
 
-    def node(self, node_id: str):
+    def node(self, node_id: str) -> Any:
         """The live SyncObj of ``node_id`` (None while crashed); touch it only under :meth:`locked`."""
         return self._slot(node_id).obj
 
-    def locked(self):
+    def locked(self) -> threading.RLock:
         """The cluster lock: hold it to read a node object directly while the harness thread waits."""
         return self._lock
 

@@ -37,6 +37,8 @@ import threading
 import traceback
 from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Sequence, Tuple
 
+from pysyncobj.node import TCPNode
+
 from harness.tcp.transport import FilteredTCPTransport
 from harness.wire.filters import Filter, FilterContext, run_chain
 from harness.wire.messages import Envelope, message_type
@@ -176,7 +178,7 @@ class TcpNetwork:
         if self.model == "fifo":
             self._reset(owner, peer)
 
-    def on_send(self, transport: FilteredTCPTransport, node, message) -> bool:
+    def on_send(self, transport: FilteredTCPTransport, node: TCPNode, message: Any) -> bool:
         """``transport.send``: the send chain, then the socket now or when a delay runs out."""
         src, dst = transport.node_id, node.id
         env = self._envelope(src, dst, message, transport.epochs.get(dst, 0))
@@ -192,7 +194,7 @@ class TcpNetwork:
                 self._queue(e, "send")
         return ok
 
-    def on_receive(self, transport: FilteredTCPTransport, node, message) -> None:
+    def on_receive(self, transport: FilteredTCPTransport, node: TCPNode, message: Any) -> None:
         """``transport._onMessageReceived``: the receive chain, then pysyncobj now or after a delay."""
         src, dst = node.id, transport.node_id
         env = self._envelope(src, dst, message, transport.epochs.get(src, 0))

@@ -17,7 +17,7 @@ a cut and closes every socket at once when its node crashes.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Any, Collection, Dict, List, Optional
 
 from pysyncobj.node import TCPNode
 from pysyncobj.tcp_connection import CONNECTION_STATE
@@ -49,7 +49,8 @@ class NamedTCPNode(TCPNode):
 class FilteredTCPTransport(TCPTransport):
     """pysyncobj's TCPTransport with the harness' filter chains on both sides of the socket."""
 
-    def __init__(self, network: TcpNetwork, node_id: str, syncObj, selfNode, otherNodes) -> None:
+    def __init__(self, network: TcpNetwork, node_id: str, syncObj: Any, selfNode: Optional[TCPNode],
+                 otherNodes: Collection[TCPNode]) -> None:
         self._net = network
         self.node_id = node_id
         self.alive = True
@@ -59,13 +60,13 @@ class FilteredTCPTransport(TCPTransport):
         super().__init__(syncObj, selfNode, otherNodes)
 
     # messages
-    def send(self, node, message) -> bool:
+    def send(self, node: TCPNode, message: Any) -> bool:
         if not self.alive or node not in self._connections \
                 or self._connections[node].state != CONNECTION_STATE.CONNECTED:
             return False
         return self._net.on_send(self, node, message)
 
-    def raw_send(self, node, message) -> bool:
+    def raw_send(self, node: TCPNode, message: Any) -> bool:
         """Put a message on the socket, past the filters."""
         return TCPTransport.send(self, node, message)
 
@@ -73,7 +74,7 @@ class FilteredTCPTransport(TCPTransport):
         if self.alive:
             self._net.on_receive(self, node, message)
 
-    def raw_deliver(self, node, message) -> None:
+    def raw_deliver(self, node: TCPNode, message: Any) -> None:
         """Hand a received message to pysyncobj, past the filters."""
         TCPTransport._onMessageReceived(self, node, message)
 
