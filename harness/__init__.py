@@ -12,10 +12,10 @@ campaigns, ``report`` counterexamples, ``cli`` the command line) and may change 
 from harness.adapter.observe import VERSION as PYSYNCOBJ_VERSION
 from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from harness.check.linearizability import LinearizabilityResult, check_linearizable
+from harness.contract import NETWORK_MODELS, ClusterLike, NodeError
 from harness.history import History, Operation
 from harness.kv import KVStore
-from harness.sim.cluster import Cluster, MembershipChange, NodeError
-from harness.sim.network import NETWORK_MODELS
+from harness.sim.cluster import Cluster, MembershipChange
 from harness.state import Entry, NodeState
 from harness.util import alloc_port, eventually, retry, temp_dir
 from harness.wire.filters import (ConditionalFilter, CountFilter, DelayFilter, DropPacketFilter, DuplicateFilter,
@@ -26,7 +26,7 @@ from harness.wire.messages import MESSAGE_TYPES, Envelope
 
 #: The public API, sorted (tests/test_layout.py checks it stays so).
 __all__ = [
-    "Cluster", "ConditionalFilter", "CountFilter", "DelayFilter", "DropPacketFilter", "DuplicateFilter",
+    "Cluster", "ClusterLike", "ConditionalFilter", "CountFilter", "DelayFilter", "DropPacketFilter", "DuplicateFilter",
     "Entry", "Envelope", "Filter", "FilterContext", "FilterFactory", "History", "HoldFilter",
     "IsolationFilter", "IsolationFilterFactory", "KVStore", "LinearizabilityResult", "LivenessViolation",
     "MESSAGE_TYPES", "MembershipChange", "MessageTypeFilter", "NETWORK_MODELS", "NodeError", "NodeState",

@@ -1,4 +1,4 @@
-"""TiKV-style test utilities: free ports, temp dirs, retry and eventually.
+"""TiKV-style test utilities: free ports, temp dirs, retry and eventually, and the check of a duration.
 
 ``retry`` and ``eventually`` wait in virtual time when given a simulated
 cluster (no wall clock, so replays stay exact) and in wall time otherwise.
@@ -14,7 +14,10 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Tuple, Type, TypeVar
+
+if TYPE_CHECKING:  # harness.contract imports this module
+    from harness.contract import ClusterLike
 
 T = TypeVar("T")
 
@@ -104,12 +107,22 @@ def owned_dir(base: Optional[str] = None) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{_OWNED}{os.getpid()}-", dir=base))
 
 
-def _sleeper(cluster) -> Callable[[float], None]:
+def check_seconds(name: str, value: Any, unit: str = "seconds", positive: bool = False) -> float:
+    """``value`` as a float, or ValueError naming ``name`` unless it is a finite number of ``unit``
+    >= 0 (> 0 if ``positive``); booleans are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'>' if positive else '>='} 0 {unit}, got {value!r}")
+    return float(value)
+
+
+def _sleeper(cluster: Optional[ClusterLike]) -> Callable[[float], None]:
     return cluster.run_for if cluster is not None else time.sleep
 
 
 def retry(fn: Callable[[], T], *, attempts: int = 3, backoff: float = 0.1, factor: float = 2.0,
-          exceptions: Tuple[Type[BaseException], ...] = (Exception,), cluster=None) -> T:
+          exceptions: Tuple[Type[BaseException], ...] = (Exception,),
+          cluster: Optional[ClusterLike] = None) -> T:
     """Call ``fn`` until it returns without raising one of ``exceptions``.
 
     Waits ``backoff``, then ``backoff * factor``, … between attempts; the last
@@ -132,16 +145,14 @@ def retry(fn: Callable[[], T], *, attempts: int = 3, backoff: float = 0.1, facto
     raise AssertionError("unreachable")
 
 
-def eventually(predicate: Callable[[], bool], timeout: float, *, cluster=None,
+def eventually(predicate: Callable[[], bool], timeout: float, *, cluster: Optional[ClusterLike] = None,
                interval: float = 0.05, message: Optional[str] = None) -> None:
     """Wait until ``predicate()`` is true, or raise ``TimeoutError`` after ``timeout`` seconds.
 
     With ``cluster`` time is virtual and the predicate is checked after every
     simulated event; otherwise it is polled every ``interval`` wall seconds.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
-            or timeout < 0:
-        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    check_seconds("timeout", timeout)
     if cluster is not None:
         if not cluster.run_until(predicate, timeout):
             raise TimeoutError(message or f"condition not reached within {timeout} virtual seconds")

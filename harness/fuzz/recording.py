@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional, Sequence
 
+from harness.contract import RecordingCluster
 from harness.state import NodeState
 
 
@@ -66,7 +67,9 @@ class Recorder:
         self._current = Step(rule, dict(args), now)
         self.steps.append(self._current)
 
-    def end(self, cluster, states: Sequence[NodeState]) -> None:
+    def end(self, cluster: Optional[RecordingCluster], states: Sequence[NodeState]) -> None:
+        """Close the current step at ``cluster.now`` (nothing to close without a step or a cluster);
+        when detailed, keep ``states``, the messages delivered meanwhile, the filters and the digest."""
         step = self._current
         if step is None or cluster is None:
             return

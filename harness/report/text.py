@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from harness.adapter.patching import installed as installed_patches
+from harness.contract import ClusterLike
 from harness.state import NodeState
 
 
@@ -21,8 +22,8 @@ def node_table(states: Sequence[NodeState]) -> str:
     return "\n".join(rows)
 
 
-def recent_messages(cluster, limit: int = 20) -> str:
-    """The last ``limit`` delivered messages with their virtual delivery time."""
+def recent_messages(cluster: ClusterLike, limit: int = 20) -> str:
+    """The last ``limit`` delivered messages with their delivery time (the cluster's seconds)."""
     lines = []
     for at, env in cluster.recent_messages[-limit:]:
         msg = env.message
@@ -37,7 +38,7 @@ def recent_messages(cluster, limit: int = 20) -> str:
     return "\n".join(lines) or "(none)"
 
 
-def describe(cluster) -> str:
+def describe(cluster: ClusterLike) -> str:
     """Everything a failure message should carry beyond the broken property itself."""
     patches = installed_patches()
     patched = f" patched with {', '.join(patches)}" if patches else ""

@@ -19,13 +19,12 @@ and the calls made on it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import random
 import shutil
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pysyncobj import FAIL_REASON, SyncObjConf
 
@@ -34,37 +33,23 @@ from harness.util import owned_dir
 
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
+from harness.contract import ClusterBase, NodeError
 from harness.sim.events import EventQueue
-from harness.wire.filters import Filter, FilterFactory, IsolationFilterFactory, PartitionFilterFactory
+from harness.wire.filters import Filter, FilterFactory
+from harness.wire.messages import Envelope
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
-from harness.sim.network import NETWORK_MODELS, SimNetwork, SimNode
-from harness.state import NodeState, crashed_state
+from harness.sim.network import SimNetwork, SimNode
+from harness.state import NodeState
 from harness.sim.storage import StorageFaults
 
-MAX_NODES = 9
-
-#: Outcomes after which a command may or may not have been applied.
-_UNKNOWN_REASONS = {FAIL_REASON.LEADER_CHANGED, getattr(FAIL_REASON, "UNKNOWN_OUTCOME", -1)}
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeError:
-    """An exception raised by pysyncobj code inside a node: always a finding, never swallowed."""
-
-    node: str
-    incarnation: int
-    activity: str  # what the node was doing: "tick", "handling append_entries from n2", …
-    time: float
-    traceback: str
-
-    def __str__(self) -> str:
-        return (f"exception in node {self.node} (incarnation {self.incarnation}) while {self.activity} "
-                f"at t={self.time:.6f}:\n{self.traceback}")
+__all__ = ["Cluster", "MembershipChange", "NodeError"]
 
 
 @dataclasses.dataclass
 class MembershipChange:
+    """One proposed membership change (``add_node``/``remove_node``) and how it ended."""
+
     kind: str  # "add" or "remove"
     node: str
     via: str
@@ -92,15 +77,6 @@ class _Slot:
         self.member = False
 
 
-def _check_duration(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0 virtual seconds, got {value!r}")
-    return float(value)
-
-
-_CONF_KEYS = frozenset(vars(SyncObjConf()))
-
-
 def _fast_tmp() -> Optional[str]:
     """A memory-backed temp dir when the machine has one: the journal, its metadata and the
     dumps are real files either way (a simulated crash is a process crash, not a power cut),
@@ -114,99 +90,33 @@ def _fast_tmp() -> Optional[str]:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
-def _reason_name(code: int) -> str:
-    return compat.FAIL_REASONS.get(code, str(code))
-
-
-def settle(op: Operation, obj, result: Any, error: int, finish: Callable[[Operation, str, Optional[str]], None]) -> None:
-    """Record what pysyncobj's callback said about client operation ``op``, proposed on node ``obj``:
-    its log slot and result on success; ``finish(op, outcome, reason)`` settles it in the history."""
-    if op.outcome != PENDING:
-        return  # already settled, e.g. as unknown when its proposer crashed
-    if error == FAIL_REASON.SUCCESS:
-        op.index = compat.applying_index(obj)
-        op.term = compat.entry_term(obj, op.index)
-        op.result = result
-        if op.kind == READ:
-            op.value = result
-        finish(op, OK, None)
-    elif error in _UNKNOWN_REASONS:
-        finish(op, UNKNOWN, _reason_name(error))
-    else:
-        finish(op, FAILED, _reason_name(error))
-
-
-class _CommonApi:
-    """What :class:`Cluster` and :class:`harness.tcp.cluster.TcpCluster` share: it needs only their
-    ``_slot``, ``leader``, ``up_ids``, ``add_send_filter_factory`` and ``close``."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _client_target(self, via: Optional[str]) -> str:
-        if via is None:
-            via = self.leader() or (self.up_ids() or [None])[0]
-            if via is None:
-                raise ValueError("no node is up to take the request")
-        self._slot(via, "via")
-        return via
-
-    def partition(self, group_a: Iterable[str], group_b: Iterable[str]) -> None:
-        """Cut every link between ``group_a`` and ``group_b``; other nodes still reach both."""
-        group_a, group_b = list(group_a), list(group_b)
-        for n in group_a:
-            self._slot(n, "group_a")
-        for n in group_b:
-            self._slot(n, "group_b")
-        self.add_send_filter_factory(PartitionFilterFactory(group_a, group_b))
-
-    def isolate_node(self, node_id: str) -> None:
-        """Cut ``node_id`` off from every other node."""
-        self._slot(node_id)
-        self.add_send_filter_factory(IsolationFilterFactory(node_id))
-
-
-class Cluster(_CommonApi):
+class Cluster(ClusterBase):
     """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
+
+    #: SyncObjConf settings the harness owns: key -> why it cannot be set.
+    _FORBIDDEN_CONF = {
+        "autoTick": "the harness ticks nodes itself",
+        "useFork": "a forked dump writer is nondeterministic",
+        "journalFile": "the harness gives every node its own files",
+        "fullDumpFile": "the harness gives every node its own files",
+    }
+    #: Where the harness' defaults differ from pysyncobj's: compaction only when forced.
+    _DEFAULT_CONF = dict(dynamicMembershipChange=True, logCompactionMinEntries=10 ** 9,
+                         logCompactionMinTime=10 ** 9)
 
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
                  **pysyncobj_conf: Any) -> None:
-        if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
-            raise ValueError(f"nodes must be an int in [1, {MAX_NODES}], got {nodes!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        if network not in NETWORK_MODELS:
-            raise ValueError(f"network must be one of {list(NETWORK_MODELS)}, got {network!r}")
-        for forbidden, why in (("autoTick", "the harness ticks nodes itself"),
-                               ("useFork", "a forked dump writer is nondeterministic"),
-                               ("journalFile", "the harness gives every node its own files"),
-                               ("fullDumpFile", "the harness gives every node its own files")):
-            if forbidden in pysyncobj_conf:
-                raise ValueError(f"{forbidden} cannot be set: {why}")
+        self._check_cluster_args(nodes, seed, network)
+        self._conf = self._check_pysyncobj_conf(pysyncobj_conf, self._FORBIDDEN_CONF, self._DEFAULT_CONF)
         self.seed = seed
         self.network_model = network
         self._node_class = node_class
-        self._conf = dict(dynamicMembershipChange=True, logCompactionMinEntries=10 ** 9,
-                          logCompactionMinTime=10 ** 9)
-        unknown = sorted(set(pysyncobj_conf) - _CONF_KEYS)
-        if unknown:
-            raise ValueError(f"unknown pysyncobj setting(s) {unknown}; SyncObjConf takes {sorted(_CONF_KEYS)}")
-        self._conf.update(pysyncobj_conf)
-        try:  # bad pysyncobj settings fail here, not inside a node
-            SyncObjConf(**self._conf).validate()
-        except AssertionError:
-            raise ValueError(f"pysyncobj settings {sorted(pysyncobj_conf)} are rejected by "
-                             f"SyncObjConf.validate() (e.g. raftMinTimeout must be < raftMaxTimeout), "
-                             f"got {pysyncobj_conf!r}") from None
         self.tick_interval = float(self._conf.get("autoTickPeriod", 0.05))
         self._clock = _clock.VirtualClock(read_step=read_step)
         self._node_rng = random.Random(seed)
-        self._net_rng = random.Random(f"network-{seed}")
+        self._net_rng = self._network_rng(seed)
         self._events = EventQueue()
         self._slots: Dict[str, _Slot] = {}
         self._factories: List[FilterFactory] = []
@@ -337,8 +247,6 @@ class Cluster(_CommonApi):
             self._clock.advance_to(until)
             return stop is not None and stop()
 
-    pysyncobj_version = compat.VERSION
-
     @property
     def now(self) -> float:
         """Current virtual time in seconds."""
@@ -350,11 +258,11 @@ class Cluster(_CommonApi):
 
     def run_for(self, seconds: float) -> None:
         """Advance ``seconds`` of virtual time, running everything that falls due."""
-        self._run_events(self.now + _check_duration("seconds", seconds))
+        self._run_events(self.now + self._check_seconds("seconds", seconds))
 
     def run_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
         """Run until ``predicate()`` holds (checked after every event); False if ``timeout`` passes first."""
-        return self._run_events(self.now + _check_duration("timeout", timeout), predicate)
+        return self._run_events(self.now + self._check_seconds("timeout", timeout), predicate)
 
     # --- observation -----------------------------------------------------------------------
     @property
@@ -366,37 +274,23 @@ class Cluster(_CommonApi):
     def voter_ids(self) -> List[str]:
         return [i for i in self.node_ids if self._slots[i].voter]
 
-    def up_ids(self) -> List[str]:
-        return [i for i in self.node_ids if self._slots[i].obj is not None]
-
     def _slot(self, node_id: str, arg: str = "node_id") -> _Slot:
         slot = self._slots.get(node_id)
         if slot is None or slot.removed:
             raise ValueError(f"{arg} must be one of {self.node_ids}, got {node_id!r}")
         return slot
 
-    def is_up(self, node_id: str) -> bool:
-        return self._slot(node_id).obj is not None
-
     def node_dir(self, node_id: str) -> Path:
         """The directory holding ``node_id``'s journal (``journal``, ``journal.meta``) and dump (``dump``)."""
         return self._slot(node_id).dir
 
-    def incarnation(self, node_id: str) -> int:
-        return self._slot(node_id).incarnation
-
-    def node(self, node_id: str):
+    def node(self, node_id: str) -> Any:
         """The live pysyncobj object of ``node_id`` (None while crashed); for reading, not steering."""
         return self._slot(node_id).obj
 
     def state(self, node_id: str) -> NodeState:
         """What ``node_id`` looks like now (read-only view, see :class:`~harness.state.NodeState`)."""
         return self._observe(self._slot(node_id), consume=False)
-
-    def _observe(self, slot: _Slot, consume: bool) -> NodeState:
-        if slot.obj is None:
-            return crashed_state(slot.id, slot.incarnation, slot.voter)
-        return compat.observe(slot.obj, slot.id, slot.incarnation, slot.voter, consume=consume)
 
     def observe(self) -> Tuple[NodeState, ...]:
         """Every node's state, consuming the log-change marks: the invariants' incremental feed."""
@@ -437,13 +331,13 @@ class Cluster(_CommonApi):
             self._net.log = []
         return log
 
-    def filters(self, node_id: str):
+    def filters(self, node_id: str) -> Tuple[List[Filter], List[Filter]]:
         """(send chain, receive chain) currently installed on ``node_id``."""
         self._slot(node_id)
         return self._net.filters(node_id)
 
     @property
-    def recent_messages(self):
+    def recent_messages(self) -> List[Tuple[float, Envelope]]:
         """The last messages delivered, as (virtual time, Envelope)."""
         return list(self._net.recent)
 
@@ -476,7 +370,7 @@ class Cluster(_CommonApi):
             raise ValueError(f"method must be a @replicated method of {type(obj).__name__}, got {method_name!r}")
 
         def on_result(result: Any, error: int) -> None:
-            settle(op, obj, result, error, self._finish)
+            self._settle(op, obj, result, error, self._finish)
 
         with self._active():
             self._run_on(via, f"client {method_name}", lambda: method(key, *args, callback=on_result))
@@ -544,8 +438,6 @@ class Cluster(_CommonApi):
         self._factories.clear()
         self._net.clear_filters()
 
-    heal = clear_all_filters
-
     def clear_filters(self, node_id: str) -> None:
         self._slot(node_id)
         self._net.clear_filters(node_id)
@@ -606,8 +498,7 @@ class Cluster(_CommonApi):
                 else:
                     self._slots[node_id].member = True
             else:
-                change.outcome = UNKNOWN if error in _UNKNOWN_REASONS else FAILED
-                change.reason = _reason_name(error)
+                change.outcome, change.reason = self._failure_outcome(error)
                 if kind == "add" and change.outcome == FAILED:
                     self._retire(node_id)  # never appended (or discarded): it will never be a member
 

@@ -28,11 +28,10 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
+from harness.contract import NETWORK_MODELS
 from harness.sim.events import EventQueue
 from harness.wire.filters import Filter, FilterContext, run_chain
 from harness.wire.messages import Envelope, message_type
-
-NETWORK_MODELS = ("fifo", "unreliable")
 
 
 class SimNode(Node):

@@ -52,7 +52,7 @@ The failpoints (:data:`FAILPOINTS`):
 
 Injected exceptions are :class:`InjectedStorageFault` (an ``OSError``), so
 pysyncobj handles them exactly like real ones; :meth:`StorageFaults.is_injected`
-tells a captured :class:`~harness.sim.cluster.NodeError` that is such a fault
+tells a captured :class:`~harness.contract.NodeError` that is such a fault
 from one that is a consequence of it.  Everything happens in virtual time and
 in a fixed order: same seed and same steps, same files.
 """

@@ -9,10 +9,10 @@ Filters draw randomness only from ``ctx.rng``, the cluster's seeded generator.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 from typing import Callable, Iterable, List, Optional, Sequence
 
+from harness.util import check_seconds
 from harness.wire.messages import MESSAGE_TYPES, Envelope
 
 
@@ -80,13 +80,6 @@ def _check_rate(name: str, rate: float) -> float:
     return float(rate)
 
 
-def _check_seconds(name: str, seconds: float) -> float:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-            or seconds < 0:
-        raise ValueError(f"{name} must be >= 0 virtual seconds, got {seconds!r}")
-    return float(seconds)
-
-
 def _check_types(types: Iterable[str]) -> frozenset:
     if isinstance(types, str):
         types = [types]
@@ -111,7 +104,7 @@ class DelayFilter(Filter):
     """Delays every message by ``seconds`` of virtual time (order on a link is kept in ``fifo``)."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = _check_seconds("seconds", seconds)
+        self.seconds = check_seconds("seconds", seconds, "virtual seconds")
 
     def filter(self, batch, ctx):
         for e in batch:
@@ -213,7 +206,7 @@ class ReorderFilter(Filter):
     fifo_ok = False
 
     def __init__(self, max_delay: float) -> None:
-        self.max_delay = _check_seconds("max_delay", max_delay)
+        self.max_delay = check_seconds("max_delay", max_delay, "virtual seconds")
 
     def filter(self, batch, ctx):
         for e in batch:
