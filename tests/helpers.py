@@ -7,7 +7,7 @@ import random
 from typing import Callable, Dict, List, Optional, Tuple
 
 from harness.adapter import observe as compat
-from harness.wire.filters import Filter, FilterContext
+from harness.wire.filters import Filter, FilterContext, Wiring
 from harness.wire.messages import Envelope
 
 _seq = itertools.count(1)
@@ -32,7 +32,7 @@ def make_ctx(seed: int = 0, owner: str = "n1", direction: str = "send", network=
              model: str = "unreliable", now: float = 0.0) -> FilterContext:
     """A FilterContext with its own seeded generator, as the network would build one."""
     return FilterContext(owner=owner, direction=direction, now=now, rng=random.Random(seed),
-                         network_model=model, network=network)
+                         network_model=model, copy=(network or FakeNetwork()).copy_envelope)
 
 
 class FakeNetwork:
@@ -49,6 +49,10 @@ class FakeNetwork:
 
     def inject(self, envelopes) -> None:
         self.injected.extend(envelopes)
+
+    def wiring(self) -> Wiring:
+        """What installing a filter on a node hands it."""
+        return Wiring(inject=self.inject, links_changed=lambda: None)
 
 
 class Recorder(Filter):

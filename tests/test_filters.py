@@ -242,7 +242,7 @@ def test_hold_filter_unit_holds_matching_and_releases_in_order():
     """Matching envelopes stay inside until release(), which hands them to the network in order."""
     net = FakeNetwork()
     f = HoldFilter(types=["append_entries"])
-    f.bind(net)  # what installing it on a node does
+    f.bind(net.wiring())  # what installing it on a node does
     batch = [make_env(kind="append_entries"), make_env(kind="request_vote"), make_env(kind="append_entries")]
     out = f.filter(list(batch), make_ctx(network=net, model="unreliable"))
     assert [e.kind for e in out] == ["request_vote"]

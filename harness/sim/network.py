@@ -30,7 +30,7 @@ from pysyncobj.transport import Transport
 
 from harness.contract import NETWORK_MODELS
 from harness.sim.events import EventQueue
-from harness.wire.filters import Filter, FilterContext, run_chain
+from harness.wire.filters import Filter, FilterContext, Wiring, run_chain
 from harness.wire.messages import Envelope, message_type
 
 
@@ -198,7 +198,7 @@ class SimNetwork:
         if self.model == "fifo" and not f.fifo_ok:
             raise ValueError(f"{type(f).__name__} needs network='unreliable': the fifo model "
                              "(pysyncobj's TCP contract) never duplicates or reorders")
-        f.bind(self)
+        f.bind(Wiring(inject=self.inject, links_changed=self.refresh_links))
         (ep.send_chain if direction == "send" else ep.recv_chain).append(f)
         self.refresh_links()
 
@@ -332,7 +332,7 @@ class SimNetwork:
         if not chain:
             return batch
         ctx = FilterContext(owner=owner, direction=direction, now=self._clock.now(), rng=self._rng,
-                            network_model=self.model, network=self)
+                            network_model=self.model, copy=self.copy_envelope)
         return run_chain(chain, batch, ctx, self._removed)
 
     def _removed(self, e: Envelope) -> None:

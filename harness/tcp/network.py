@@ -5,8 +5,8 @@ simulated network is the part that decides a message's fate.  Every message a
 :class:`~harness.tcp.transport.FilteredTCPTransport` sends or receives passes
 its node's filter chain here; a delayed or released one waits on a timer heap
 that the harness thread runs (:meth:`TcpNetwork.run_timers`); counters say
-what happened to each.  :class:`TcpNetwork` is what filters see as
-``ctx.network``.
+what happened to each.  Filters reach it only through ``ctx.copy`` and the
+:class:`~harness.wire.filters.Wiring` it hands them when installed.
 
 The channel models match the simulation's (:mod:`harness.sim.network`), for
 the same reason: safety checks must hold pysyncobj to its actual contract.
@@ -40,14 +40,14 @@ from typing import Any, Callable, Counter, Deque, Dict, List, Optional, Sequence
 from pysyncobj.node import TCPNode
 
 from harness.tcp.transport import FilteredTCPTransport
-from harness.wire.filters import Filter, FilterContext, run_chain
+from harness.wire.filters import Filter, FilterContext, Wiring, run_chain
 from harness.wire.messages import Envelope, message_type
 
 __all__ = ["TcpNetwork"]
 
 
 class TcpNetwork:
-    """The filter chains and message timers of a :class:`~harness.tcp.TcpCluster`; what filters see as ``ctx.network``.
+    """The filter chains and message timers of a :class:`~harness.tcp.TcpCluster`.
 
     Every method runs under the cluster lock (taken here when called from
     outside, e.g. by :meth:`HoldFilter.release <harness.wire.filters.HoldFilter.release>`).
@@ -105,7 +105,7 @@ class TcpNetwork:
             raise ValueError(f"{type(f).__name__} needs network='unreliable': the fifo model "
                              "(pysyncobj's TCP contract) never duplicates or reorders")
         with self._lock:
-            f.bind(self)
+            f.bind(Wiring(inject=self.inject, links_changed=self.refresh_links))
             (self._send_chains if direction == "send" else self._recv_chains)[node_id].append(f)
             self.refresh_links()
 
@@ -166,7 +166,7 @@ class TcpNetwork:
         if not chain:
             return batch
         ctx = FilterContext(owner=owner, direction=direction, now=self._now(), rng=self._rng,
-                            network_model=self.model, network=self)
+                            network_model=self.model, copy=self.copy_envelope)
         return run_chain(chain, batch, ctx, lambda e: self._removed(e, owner, ctx.peer(e)))
 
     def _removed(self, e: Envelope, owner: str, peer: str) -> None:

@@ -25,7 +25,16 @@ class FilterContext:
     now: float
     rng: random.Random
     network_model: str
-    network: object  # the SimNetwork, used by HoldFilter.release and for copying
+    copy: Callable[[Envelope], Envelope]  # a duplicate with its own sequence number (DuplicateFilter)
+
+
+@dataclasses.dataclass(frozen=True)
+class Wiring:
+    """The two things an installed filter may ask of its network, handed over as callables so that a
+    filter never holds the network itself (TiKV's filters see only their batches)."""
+
+    inject: Callable[[Sequence[Envelope]], None]  # let held envelopes go on (HoldFilter.release)
+    links_changed: Callable[[], None]  # a cutting filter switched: connections must be recomputed
 
     def peer(self, env: Envelope) -> str:
         """The node at the other end of ``env`` from this chain's owner."""
@@ -52,11 +61,11 @@ class Filter:
 
     #: Filters that cannot exist on a TCP stream (``fifo`` model) set this to False.
     fifo_ok = True
-    _network = None
+    _wiring: Optional[Wiring] = None
 
-    def bind(self, network) -> None:
-        """Called once when installed: the network to notify of changes and to re-inject into."""
-        self._network = network
+    def bind(self, wiring: Wiring) -> None:
+        """Called once when installed, with what the filter may ask of its network."""
+        self._wiring = wiring
 
     def holds(self) -> List["HoldFilter"]:
         """The HoldFilters in this filter (itself, or wrapped), so a heal can release them."""
@@ -145,9 +154,9 @@ class ConditionalFilter(Filter):
         self.enabled = bool(enabled)
         self.fifo_ok = inner.fifo_ok
 
-    def bind(self, network) -> None:
-        super().bind(network)
-        self.inner.bind(network)
+    def bind(self, wiring: Wiring) -> None:
+        super().bind(wiring)
+        self.inner.bind(wiring)
 
     def holds(self):
         return self.inner.holds()
@@ -155,8 +164,8 @@ class ConditionalFilter(Filter):
     def switch(self, enabled: bool) -> None:
         """Turn the inner filter on or off; a partition switched off lets its connections come back."""
         self.enabled = bool(enabled)
-        if self._network is not None:
-            self._network.refresh_links()
+        if self._wiring is not None:
+            self._wiring.links_changed()
 
     def filter(self, batch, ctx):
         return self.inner.filter(batch, ctx) if self.enabled else batch
@@ -196,7 +205,7 @@ class DuplicateFilter(Filter):
         for e in batch:
             out.append(e)
             if ctx.rng.random() < self.rate:
-                out.append(ctx.network.copy_envelope(e))
+                out.append(ctx.copy(e))
         return out
 
 
@@ -262,7 +271,7 @@ class HoldFilter(Filter):
         held, self._held = self._held, []
         self._blocked_links.clear()
         if held:
-            self._network.inject(held)
+            self._wiring.inject(held)
         return len(held)
 
 
