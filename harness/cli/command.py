@@ -409,7 +409,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
            "-q", "-rfE", "--color=no"]
     if args.known_fixes:
         cmd.append("--known-fixes")
-        from harness.adapter.patching import known_fixes_apply_to
+        from harness.fuzz.selection import known_fixes_apply_to
 
         outside = [p for p in paths if not known_fixes_apply_to(Path(p.partition("::")[0]), root)]
         if outside:
@@ -782,13 +782,13 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
 @contextlib.contextmanager
 def patched(patches: Sequence[str]) -> Iterator[None]:
     """Install the named harness.adapter.patching patches (a recording's, or the known fixes) for a replay."""
-    from harness.adapter import patching as mutations
+    from harness.adapter import patching
 
     with contextlib.ExitStack() as stack:
         if patches:
             try:
-                stack.enter_context(mutations.inject(*patches))
-            except (KeyError, mutations.MutationNotApplicable) as e:
+                stack.enter_context(patching.inject(*patches))
+            except (KeyError, patching.MutationNotApplicable) as e:
                 raise UsageError(f"cannot install the patches {list(patches)} on this pysyncobj: {e}") from None
         yield
 
@@ -892,7 +892,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     blob = parse_blob(target, args.hypothesis_version)
     if blob is None:
         raise UsageError(f"{target}: no such report (file or directory), and not a @reproduce_failure blob")
-    from harness.adapter.patching import KNOWN_FIXES
+    from harness.adapter.fixes import KNOWN_FIXES
 
     with patched(list(KNOWN_FIXES) if args.known_fixes else []):
         try:
@@ -938,7 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pytest path or node id to fuzz instead of properties/ (repeatable)")
     fz.add_argument("--profile", default="fuzz", help="Hypothesis profile from conftest.py (default fuzz)")
     fz.add_argument("--known-fixes", action="store_true",
-                    help="fuzz pysyncobj with the fixes for findings already made (harness.adapter.patching.KNOWN_FIXES), "
+                    help="fuzz pysyncobj with the fixes for findings already made (harness.adapter.fixes.KNOWN_FIXES), "
                          "to hunt for new bugs")
     fz.set_defaults(func=cmd_fuzz)
 
