@@ -22,7 +22,7 @@ def pytest_addoption(parser):
                      help="also run the soak tests over real sockets (marked soak)")
     parser.addoption("--known-fixes", action="store_true", default=False,
                      help="run the state machines on pysyncobj with the fixes for findings already made "
-                          "(harness.adapter.patching.KNOWN_FIXES): hunt for new bugs instead of rediscovering those")
+                          "(harness.adapter.fixes.KNOWN_FIXES): hunt for new bugs instead of rediscovering those")
 
 
 @pytest.hookimpl(trylast=True)  # after Hypothesis' plugin has loaded --hypothesis-profile
@@ -42,7 +42,9 @@ def _known_fixes(request):
     """With --known-fixes, every test of properties/ runs on patched pysyncobj (tests/ never does:
     its finding tests must keep failing on the unmodified releases)."""
     if request.config.getoption("--known-fixes"):
-        from harness.adapter.patching import KNOWN_FIXES, inject, known_fixes_apply_to
+        from harness.adapter.fixes import KNOWN_FIXES
+        from harness.adapter.patching import inject
+        from harness.fuzz.selection import known_fixes_apply_to
 
         if known_fixes_apply_to(request.node.path, request.config.rootpath):
             with inject(*KNOWN_FIXES):

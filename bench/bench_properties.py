@@ -26,7 +26,7 @@
    idle, which measures luck rather than throughput, and unmodified pysyncobj
    has bugs the bench profile finds (FINDINGS.md); ``--xdist-unpatched`` runs
    on unmodified pysyncobj anyway.
-4. Seeded bugs (if ``harness/mutations.py`` exists).  For every mutation, the
+4. Seeded bugs (if ``harness/adapter/seeded_bugs.py`` exists).  For every mutation, the
    fifo ``RaftMachine`` runs under ``inject(name)``, in two parallel worker
    processes (mirroring ``-n 2``), each walking its own Hypothesis seeds
    (``hypothesis.seed``, ``derandomize=False``, no database, generate phase
@@ -480,7 +480,8 @@ def _detect_worker(mutation: Optional[str], seed0: int, stride: int, step_count:
     """Fuzz seeds seed0, seed0+stride, ... until a failure unmodified pysyncobj does not have."""
     try:
         _setup_worker(scratch)
-        import harness.adapter.patching  # noqa: F401  (import cost outside the timing)
+        import harness.adapter.fixes  # noqa: F401  (import cost outside the timing; inject() looks
+        import harness.adapter.seeded_bugs  # noqa: F401  up names in both registries)
 
         q.put(("ready", wid))
         fuzz = 0.0
@@ -725,7 +726,7 @@ def main() -> None:
     parser.add_argument("--xdist-unpatched", action="store_true",
                         help="part 3: unmodified pysyncobj (runs that find a bug stop early: noisy)")
     parser.add_argument("--skip-mutations", action="store_true", help="skip part 4 (seeded bugs)")
-    parser.add_argument("--mutations", help="part 4: comma-separated names (default: all in MUTATIONS)")
+    parser.add_argument("--mutations", help="part 4: comma-separated names (default: all in SEEDED_BUGS)")
     parser.add_argument("--trials", type=int, help="part 4: detection trials per mutation (default 3, quick 1)")
     parser.add_argument("--workers", type=int, default=2, help="part 4: parallel processes per trial (default 2)")
     parser.add_argument("--budget", type=float, help="part 4: seconds per mutation, split over trials "
@@ -787,21 +788,21 @@ def main() -> None:
         summary.append(("  -n 2 -m fifo / -n 1 (wall; in-test)", f"{xd['ratio_m']:.2f}; {xd['busy_ratio_m']:.2f}",
                         "", "(informative)"))
 
-    mutations_file = ROOT / "harness" / "mutations.py"
+    mutations_file = ROOT / "harness" / "adapter" / "seeded_bugs.py"
     run_mutations = "4" in parts and not a.skip_mutations and mutations_file.exists()
     if "4" not in parts:
         pass
     elif a.skip_mutations:
         print("[4] seeded bugs: skipped (--skip-mutations)")
     elif not mutations_file.exists():
-        print("[4] seeded bugs: skipped, harness/mutations.py does not exist")
+        print("[4] seeded bugs: skipped, harness/adapter/seeded_bugs.py does not exist")
     else:
-        from harness.adapter.patching import MUTATIONS
+        from harness.adapter.seeded_bugs import SEEDED_BUGS
 
-        names = a.mutations.split(",") if a.mutations else list(MUTATIONS)
-        unknown = [n for n in names if n not in MUTATIONS]
+        names = a.mutations.split(",") if a.mutations else list(SEEDED_BUGS)
+        unknown = [n for n in names if n not in SEEDED_BUGS]
         if unknown:
-            parser.error(f"unknown mutation(s) {unknown}; harness.adapter.patching.MUTATIONS has {list(MUTATIONS)}")
+            parser.error(f"unknown mutation(s) {unknown}; harness.adapter.seeded_bugs.SEEDED_BUGS has {list(SEEDED_BUGS)}")
         mres = bench_mutations(names, trials, a.workers, budget, shrink_budget, a.step_count, not a.no_control,
                                shrink_max)
         for label, r in mres.items():

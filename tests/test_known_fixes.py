@@ -8,7 +8,9 @@ import pytest
 from hypothesis.database import InMemoryExampleDatabase
 
 from harness.fuzz.database import KeyPrefixedDatabase
-from harness.adapter.patching import KNOWN_FIXES, MUTATIONS, inject, installed, verify_all
+from harness.adapter.fixes import KNOWN_FIXES
+from harness.adapter.patching import inject, installed, verify_all
+from harness.adapter.seeded_bugs import SEEDED_BUGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +22,7 @@ def test_every_known_fix_applies_and_changes_behaviour():
 
 
 def test_known_fixes_and_seeded_bugs_are_told_apart():
-    assert not set(KNOWN_FIXES) & set(MUTATIONS)
+    assert not set(KNOWN_FIXES) & set(SEEDED_BUGS)
     for name, fix in KNOWN_FIXES.items():
         assert fix.title.startswith("Finding "), name
         assert "tests/findings/" in fix.description, name

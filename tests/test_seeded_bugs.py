@@ -1,7 +1,7 @@
 """The seeded-bug suite: the harness must catch classic Raft bugs injected into pysyncobj.
 
 A safety harness that never fails proves nothing.  Each test below injects one
-bug from :mod:`harness.adapter.patching` into pysyncobj (``with inject(name):``, in a
+bug from :mod:`harness.adapter.seeded_bugs` into pysyncobj (``with inject(name):``, in a
 child interpreter, for that run only), runs the fuzzing state machine with
 Hypothesis' ``run_state_machine_as_test`` and asserts that a safety violation
 is raised, and by which invariant.  A control test runs the
@@ -63,7 +63,8 @@ from pysyncobj.syncobj import SyncObj
 
 from harness.adapter.observe import VERSION
 from harness.check.invariants import SafetyViolation
-from harness.adapter.patching import MUTATIONS, Mutation, MutationNotApplicable, active, inject
+from harness.adapter.patching import Mutation, MutationNotApplicable, active, inject
+from harness.adapter.seeded_bugs import SEEDED_BUGS
 from harness.fuzz.machine import RaftMachine
 
 
@@ -216,7 +217,7 @@ def test_seeded_bug_is_caught(name):
     assert out.restored, f"{name} was still installed after the run"
     assert out.kind != "green", (
         f"seeded bug {name!r} was NOT caught within {expect.budget} examples of {STEPS} steps "
-        f"({MUTATIONS[name].title}); re-measure the budgets if the machine, pysyncobj or Hypothesis changed")
+        f"({SEEDED_BUGS[name].title}); re-measure the budgets if the machine, pysyncobj or Hypothesis changed")
     assert out.kind == "safety", (
         f"seeded bug {name!r} ended the run with {out.kind}, not a safety violation:\n{out.text}")
     assert expect.expected <= set(out.invariants), (
@@ -248,10 +249,10 @@ def test_control_green_at_every_budget(budget):
 
 
 # --- the mutations themselves --------------------------------------------------------------
-@pytest.mark.parametrize("name", list(MUTATIONS))
+@pytest.mark.parametrize("name", list(SEEDED_BUGS))
 def test_mutation_changes_behaviour(name):
     """Each patch applies to the installed pysyncobj and its direct probe sees the bug (only) when injected."""
-    m = MUTATIONS[name]
+    m = SEEDED_BUGS[name]
     if VERSION != MEASURED_ON and not m.applies():  # e.g. 0.3.11 has no term/vote persistence to break
         with pytest.raises(MutationNotApplicable):
             m.verify()
@@ -265,19 +266,19 @@ def test_probes_work_next_to_a_live_cluster():
 
     with Cluster(3, seed=1) as c:
         c.wait_leader()
-        MUTATIONS["vote_twice"].verify()
+        SEEDED_BUGS["vote_twice"].verify()
         c.must_put("k", 1)
 
 
 def test_every_mutation_is_accounted_for():
-    assert set(SEEDED) | set(UNCAUGHT) == set(MUTATIONS)
+    assert set(SEEDED) | set(UNCAUGHT) == set(SEEDED_BUGS)
     assert not set(SEEDED) & set(UNCAUGHT)
     assert len(SEEDED) >= 6
 
 
 def test_inject_restores_originals_also_on_error():
     names = ("vote_twice", "no_truncate", "commit_quorum_off_by_one")
-    methods = {MUTATIONS[n].method for n in names}
+    methods = {SEEDED_BUGS[n].method for n in names}
     before = {m: vars(SyncObj)[m] for m in methods}
     with pytest.raises(RuntimeError, match="boom"):
         with inject(*names) as installed:
@@ -290,7 +291,7 @@ def test_inject_restores_originals_also_on_error():
 
 
 def test_mutations_on_one_method_stack():
-    first, second = MUTATIONS["vote_twice"], MUTATIONS["vote_stale_log"]
+    first, second = SEEDED_BUGS["vote_twice"], SEEDED_BUGS["vote_stale_log"]
     assert first.method == second.method
     with inject(first.name, second.name):
         assert active() == {first.method: second.name}
@@ -300,7 +301,7 @@ def test_mutations_on_one_method_stack():
 
 
 def test_missing_code_is_reported_not_ignored():
-    bogus = dataclasses.replace(MUTATIONS["vote_twice"], name="bogus", old="this code is not in pysyncobj\n")
+    bogus = dataclasses.replace(SEEDED_BUGS["vote_twice"], name="bogus", old="this code is not in pysyncobj\n")
     source = "def f(self):\n    return 1\n"
     with pytest.raises(MutationNotApplicable, match="does not have the code it patches"):
         bogus.patch_source(source)
@@ -317,7 +318,7 @@ def test_missing_code_is_reported_not_ignored():
 
 
 def test_every_mutation_is_documented():
-    for name, m in MUTATIONS.items():
+    for name, m in SEEDED_BUGS.items():
         assert isinstance(m, Mutation) and m.name == name
         assert m.title and len(m.description) > 80, name
         assert "MUTATION" in m.new, f"{name}: the patched line should say so (it shows in tracebacks)"
@@ -326,7 +327,7 @@ def test_every_mutation_is_documented():
 # --- re-measuring the table, and the child process ------------------------------------------
 def measure(names=None, grid=GRID) -> None:
     """Print, for each bug, the smallest budget of ``grid`` that catches it (slow: minutes per bug)."""
-    for name in names or list(MUTATIONS):
+    for name in names or list(SEEDED_BUGS):
         for budget in grid:
             out = _run(name, budget)
             if out.kind != "green":
@@ -351,9 +352,9 @@ def _main(argv) -> None:
     mode.add_argument("--measure", action="store_true")
     mode.add_argument("--run", type=int, metavar="BUDGET")
     parser.add_argument("--max", type=int, default=GRID[-1], help="--measure: largest budget to try")
-    parser.add_argument("names", nargs="*", metavar="mutation", help=f"default: all of {', '.join(MUTATIONS)}")
+    parser.add_argument("names", nargs="*", metavar="mutation", help=f"default: all of {', '.join(SEEDED_BUGS)}")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.names) - set(MUTATIONS))
+    unknown = sorted(set(args.names) - set(SEEDED_BUGS))
     if unknown:
         parser.error(f"unknown mutation(s) {unknown}")
     if args.run is not None:

@@ -1,8 +1,10 @@
-"""The one place that reads pysyncobj's private state.
+"""Reading the private state of the nodes a cluster runs.
 
-pysyncobj keeps Raft state in name-mangled attributes.  Everything that
-depends on their names lives here, checked against releases 0.3.11 to 0.3.17,
-so that a new release means editing one file.  Nothing here changes how a node
+pysyncobj keeps Raft state in name-mangled attributes.  Everything the
+clusters, the checker and the reports need of it goes through the functions
+here, checked against releases 0.3.11 to 0.3.17, so that a new release means
+editing one file (the probes of :mod:`harness.adapter.probes`, which set that
+state by hand on a lone node, are the only other reader).  Nothing here changes how a node
 behaves except :func:`watch_journal`, which wraps the journal in a transparent
 recorder of which log indexes changed, and the storage hooks at the end
 (:func:`intercept_journal_writes` and friends), which ``harness.sim.storage`` uses
@@ -11,10 +13,11 @@ to inject disk faults.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import pysyncobj
 import pysyncobj.version
+from pysyncobj import SyncObj
 
 from harness.state import CANDIDATE, FOLLOWER, LEADER, Entry, NodeState
 
@@ -37,7 +40,7 @@ class WatchedJournal:
     what ends up on disk is exactly what pysyncobj wrote.
     """
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.changed_from: Optional[int] = 1
         self.resets = 0  # clear() calls: pysyncobj replacing the log by a received snapshot
@@ -51,24 +54,24 @@ class WatchedJournal:
         if self.changed_from is None or index < self.changed_from:
             self.changed_from = index
 
-    def add(self, command, idx, term):
+    def add(self, command: bytes, idx: int, term: int) -> None:
         self._mark(idx)
         return self._inner.add(command, idx, term)
 
-    def clear(self):
+    def clear(self) -> None:
         self._mark(0)
         self.resets += 1
         return self._inner.clear()
 
-    def deleteEntriesFrom(self, entryFrom):
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
         if len(self._inner):
             self._mark(self._inner[0][1] + entryFrom)
         return self._inner.deleteEntriesFrom(entryFrom)
 
-    def deleteEntriesTo(self, entryTo):  # compaction drops a prefix; no entry changes
+    def deleteEntriesTo(self, entryTo: int) -> None:  # compaction drops a prefix; no entry changes
         return self._inner.deleteEntriesTo(entryTo)
 
-    def setRaftCommitIndex(self, raftCommitIndex):
+    def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
         if raftCommitIndex < self.commit_high:
             if self.commit_fell is None:
                 self.commit_fell = (self.commit_high, raftCommitIndex)
@@ -79,25 +82,25 @@ class WatchedJournal:
     #: Called with no arguments after the journal was msync'ed (``flush``, ``_destroy``); see harness.sim.storage.
     on_flush = None
 
-    def flush(self):
+    def flush(self) -> None:
         result = self._inner.flush()
         if self.on_flush is not None:
             self.on_flush()
         return result
 
-    def _destroy(self):
+    def _destroy(self) -> None:
         result = self._inner._destroy()
         if self.on_flush is not None:
             self.on_flush()
         return result
 
-    def __getitem__(self, item):
+    def __getitem__(self, item: Any) -> Any:
         return self._inner[item]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._inner)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     def take_changes(self) -> Tuple[Optional[int], Optional[Tuple[int, int]]]:
@@ -107,18 +110,18 @@ class WatchedJournal:
         return changed, fell
 
 
-def _log(node):
+def _log(node: SyncObj) -> Any:
     return node._SyncObj__raftLog
 
 
-def watch_journal(node) -> None:
+def watch_journal(node: SyncObj) -> None:
     """Put a :class:`WatchedJournal` around the node's journal (once per node object)."""
     log = _log(node)
     if not isinstance(log, WatchedJournal):
         node._SyncObj__raftLog = WatchedJournal(log)
 
 
-def entries(node, lo: int, hi: Optional[int] = None) -> List[Entry]:
+def entries(node: SyncObj, lo: int, hi: Optional[int] = None) -> List[Entry]:
     """Log entries with ``lo <= index <= hi`` that are still in the log."""
     log = _log(node)
     if not len(log):
@@ -129,23 +132,23 @@ def entries(node, lo: int, hi: Optional[int] = None) -> List[Entry]:
     return [Entry(e[1], e[2], bytes(e[0])) for e in log[start:stop]]
 
 
-def entry_term(node, index: int) -> Optional[int]:
+def entry_term(node: SyncObj, index: int) -> Optional[int]:
     """Term of the log entry at ``index``, or None if it is not in the log."""
     log = _log(node)
     i = index - log[0][1] if len(log) else -1
     return log[i][2] if 0 <= i < len(log) else None
 
 
-def applying_index(node) -> int:
+def applying_index(node: SyncObj) -> int:
     """Index of the entry being applied; valid inside a replicated method or its callback."""
     return node.raftLastApplied + 1
 
 
-def role(node) -> str:
+def role(node: SyncObj) -> str:
     return _ROLES[node._SyncObj__raftState]
 
 
-def observe(node, node_id: str, incarnation: int, voter: bool, consume: bool = False,
+def observe(node: SyncObj, node_id: str, incarnation: int, voter: bool, consume: bool = False,
             tail: int = 4) -> NodeState:
     """A frozen :class:`NodeState` of a live node; ``consume`` resets the journal's change marks
     (the lowest index changed, the first commit-index drop)."""
@@ -196,7 +199,7 @@ def observe(node, node_id: str, incarnation: int, voter: bool, consume: bool = F
     )
 
 
-def close_files(node) -> None:
+def close_files(node: SyncObj) -> None:
     """Release a crashed node's file descriptors without saving anything pysyncobj would not.
 
     A killed process leaves its journal pages in the page cache (so mmap'd
@@ -226,14 +229,14 @@ def close_files(node) -> None:
 
 # --- storage fault hooks (harness.sim.storage) ----------------------------------------------------------
 
-def _file_journal(node):
+def _file_journal(node: SyncObj) -> Any:
     """The node's FileJournal (under the WatchedJournal), or None for an in-memory journal."""
     log = _log(node)
     inner = log._inner if isinstance(log, WatchedJournal) else log
     return inner if hasattr(inner, "_FileJournal__journalFile") else None
 
 
-def intercept_journal_writes(node, before_write) -> bool:
+def intercept_journal_writes(node: SyncObj, before_write: Callable[[int, int], None]) -> bool:
     """Call ``before_write(offset, size)`` ahead of every write into the node's journal file.
 
     The mmap'd journal (``ResizableFile``) gets the hook as an instance
@@ -258,20 +261,20 @@ def intercept_journal_writes(node, before_write) -> bool:
     return True
 
 
-def journal_data_end(node) -> int:
+def journal_data_end(node: SyncObj) -> int:
     """Offset just past the last record of the node's journal file (0 without a file journal)."""
     journal = _file_journal(node)
     return 0 if journal is None else journal._FileJournal__currentOffset
 
 
-def on_journal_flush(node, callback) -> None:
+def on_journal_flush(node: SyncObj, callback: Callable[[], None]) -> None:
     """Have ``callback()`` called whenever pysyncobj msyncs the node's journal (``flush``/``_destroy``)."""
     log = _log(node)
     if isinstance(log, WatchedJournal):
         log.on_flush = callback
 
 
-def flush_journal(node) -> None:
+def flush_journal(node: SyncObj) -> None:
     """msync the node's journal as ``FileJournal.flush()`` does (pysyncobj itself never calls it while running)."""
     _log(node).flush()
 
@@ -282,7 +285,7 @@ _JOURNAL_FIRST_RECORD = 40
 _JOURNAL_LAST_OFFSET_AT = 36
 
 
-def read_journal_file(path) -> List[Entry]:
+def read_journal_file(path: Union[str, os.PathLike]) -> List[Entry]:
     """The entries stored in a pysyncobj journal file, parsed without opening it through pysyncobj."""
     import struct
 

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--profile", default="raft-fuzz",
                     help="Hypothesis profile (default raft-fuzz; see harness.fuzz.profiles)")
     fz.add_argument("--known-fixes", action="store_true",
-                    help="fuzz pysyncobj with the fixes for findings already made (harness.adapter.patching.KNOWN_FIXES), "
+                    help="fuzz pysyncobj with the fixes for findings already made (harness.adapter.fixes.KNOWN_FIXES), "
                          "to hunt for new bugs")
     fz.set_defaults(func=cmd_fuzz)
 

@@ -287,7 +287,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
            "-q", "-rfE", "--color=no"]
     if args.known_fixes:
         cmd.append("--known-fixes")
-        from harness.adapter.patching import known_fixes_apply_to
+        from harness.fuzz.selection import known_fixes_apply_to
 
         outside = [p for p in paths if not known_fixes_apply_to(Path(p.partition("::")[0]), root)]
         if outside:

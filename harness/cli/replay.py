@@ -108,13 +108,13 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
 @contextlib.contextmanager
 def patched(patches: Sequence[str]) -> Iterator[None]:
     """Install the named harness.adapter.patching patches (a recording's, or the known fixes) for a replay."""
-    from harness.adapter import patching as mutations
+    from harness.adapter import patching
 
     with contextlib.ExitStack() as stack:
         if patches:
             try:
-                stack.enter_context(mutations.inject(*patches))
-            except (KeyError, mutations.MutationNotApplicable) as e:
+                stack.enter_context(patching.inject(*patches))
+            except (KeyError, patching.MutationNotApplicable) as e:
                 raise UsageError(f"cannot install the patches {list(patches)} on this pysyncobj: {e}") from None
         yield
 
@@ -213,7 +213,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     blob = parse_blob(target, args.hypothesis_version)
     if blob is None:
         raise UsageError(f"{target}: no such report (file or directory), and not a @reproduce_failure blob")
-    from harness.adapter.patching import KNOWN_FIXES
+    from harness.adapter.fixes import KNOWN_FIXES
 
     with patched(list(KNOWN_FIXES) if args.known_fixes else []):
         try:

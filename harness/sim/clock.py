@@ -2,23 +2,21 @@
 
 pysyncobj reads time through ``pysyncobj.syncobj.monotonicTime`` and draws its
 election timeouts from ``pysyncobj.syncobj.random``.  While any simulated
-cluster is alive both names are replaced by dispatchers that forward to the
-clock and generator of the cluster currently running (see :func:`activate`),
-so a run is a pure function of the cluster's seed.  (The one other wall-clock
-leak, the timestamp gzip writes into snapshot dumps, is pinned to 0.)  The originals come back
-when the last cluster closes, also when a cluster fails half-way through
-construction.
+cluster is alive both are routed to dispatchers that forward to the clock and
+generator of the cluster currently running (see :func:`activate`), so a run is
+a pure function of the cluster's seed.  (The one other wall-clock leak, the
+timestamp gzip writes into snapshot dumps, is pinned to 0.)  The originals come
+back when the last cluster closes, also when a cluster fails half-way through
+construction.  This module keeps the clocks and the reference count; swapping
+pysyncobj's module globals is :mod:`harness.adapter.timing`'s job.
 """
 from __future__ import annotations
 
-import functools
-import gzip
 import math
 import random
 from typing import List, Optional
 
-import pysyncobj.serializer as _serializer
-import pysyncobj.syncobj as _syncobj
+from harness.adapter import timing
 
 
 class VirtualClock:
@@ -61,7 +59,7 @@ class _Dispatch:
     def __init__(self) -> None:
         self.stack: List[tuple] = []  # (clock, rng) of the running clusters, innermost last
         self.users = 0
-        self.saved: Optional[tuple] = None
+        self.saved: Optional[timing.Saved] = None
 
     def monotonic(self) -> float:
         if not self.stack:
@@ -77,33 +75,10 @@ class _Dispatch:
 _DISPATCH = _Dispatch()
 
 
-class _RandomFacade:
-    """Replaces the ``random`` module inside ``pysyncobj.syncobj`` (it only calls ``random()``)."""
-
-    def random(self) -> float:
-        return _DISPATCH.random()
-
-    def __getattr__(self, name: str):  # any other use is a new pysyncobj dependency worth hearing about
-        raise AttributeError(f"pysyncobj.syncobj used random.{name}, which the harness does not simulate")
-
-
-class _GzipWithoutWallClock:
-    """Stands in for the ``gzip`` module inside ``pysyncobj.serializer``.
-
-    gzip stamps the wall-clock time into every header it writes, which would
-    make snapshot bytes (and so the message trace) differ from run to run.
-    """
-
-    GzipFile = staticmethod(functools.partial(gzip.GzipFile, mtime=0))
-
-
 def acquire() -> None:
     """Install the dispatchers (reference counted: one call per live cluster)."""
     if _DISPATCH.users == 0:
-        _DISPATCH.saved = (_syncobj.monotonicTime, _syncobj.random, _serializer.gzip)
-        _syncobj.monotonicTime = _DISPATCH.monotonic
-        _syncobj.random = _RandomFacade()
-        _serializer.gzip = _GzipWithoutWallClock
+        _DISPATCH.saved = timing.install(_DISPATCH.monotonic, _DISPATCH.random)
     _DISPATCH.users += 1
 
 
@@ -113,7 +88,7 @@ def release() -> None:
         return
     _DISPATCH.users -= 1
     if _DISPATCH.users == 0:
-        _syncobj.monotonicTime, _syncobj.random, _serializer.gzip = _DISPATCH.saved
+        timing.restore(_DISPATCH.saved)
         _DISPATCH.saved = None
 
 
@@ -137,8 +112,8 @@ class activate:
 
     def __enter__(self) -> None:
         _DISPATCH.stack.append(self._entry)
-        _syncobj.monotonicTime = self._entry[0].read
+        timing.set_time_source(self._entry[0].read)
 
     def __exit__(self, *exc) -> None:
         _DISPATCH.stack.pop()
-        _syncobj.monotonicTime = _DISPATCH.stack[-1][0].read if _DISPATCH.stack else _DISPATCH.monotonic
+        timing.set_time_source(_DISPATCH.stack[-1][0].read if _DISPATCH.stack else _DISPATCH.monotonic)

@@ -8,10 +8,10 @@ faults are injected at the file level, by
 
 * wrapping the ``write`` of each node's mmap'd journal file (``ResizableFile``,
   through :mod:`harness.adapter.observe`),
-* replacing the names ``open`` and ``atomicReplace`` inside
-  ``pysyncobj.serializer`` and ``open`` inside ``pysyncobj.journal`` while a
-  cluster with a failpoint switched on is alive (reference counted, like
-  :mod:`harness.sim.clock`; restored when the last such cluster closes), and
+* hooking the files pysyncobj opens for writing and renames (through
+  :mod:`harness.adapter.files`) while a cluster with a failpoint switched on
+  is alive (reference counted, like :mod:`harness.sim.clock`; removed when the
+  last such cluster closes), and
 * rewriting a crashed node's files in :meth:`StorageFaults.on_crash`, which
   ``Cluster.crash`` calls once the node's files are closed.
 
@@ -66,9 +66,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-import pysyncobj.journal as _journal
-import pysyncobj.serializer as _serializer
-
+from harness.adapter import files
 from harness.adapter import observe as compat
 
 FAILPOINTS: Tuple[str, ...] = (
@@ -133,24 +131,17 @@ class _FailingFile:
 
 
 class _Patches:
-    """The module-level names replaced while any cluster has a failpoint on (reference counted)."""
+    """The file hooks installed while any cluster has a failpoint on (reference counted)."""
 
     def __init__(self) -> None:
         self.users: List["StorageFaults"] = []
-        self.saved: Optional[Dict[str, Any]] = None
+        self.saved: Optional[files.Saved] = None
 
     def acquire(self, owner: "StorageFaults") -> None:
         if owner in self.users:
             return
         if not self.users:
-            self.saved = {
-                "serializer.open": _serializer.__dict__.get("open"),
-                "serializer.atomicReplace": _serializer.atomicReplace,
-                "journal.open": _journal.__dict__.get("open"),
-            }
-            _serializer.open = self.serializer_open
-            _serializer.atomicReplace = self.atomic_replace
-            _journal.open = self.journal_open
+            self.saved = files.install(self.dump_opened, self.journal_opened, self.replaced)
         self.users.append(owner)
 
     def release(self, owner: "StorageFaults") -> None:
@@ -158,14 +149,7 @@ class _Patches:
             return
         self.users.remove(owner)
         if not self.users:
-            for module, name, key in ((_serializer, "open", "serializer.open"),
-                                      (_serializer, "atomicReplace", "serializer.atomicReplace"),
-                                      (_journal, "open", "journal.open")):
-                value = self.saved[key]
-                if value is None:
-                    module.__dict__.pop(name, None)
-                else:
-                    setattr(module, name, value)
+            files.restore(self.saved)
             self.saved = None
 
     def owner(self, path) -> Tuple[Optional["StorageFaults"], Optional[str], str]:
@@ -178,39 +162,30 @@ class _Patches:
                 return faults, node_id, name
         return None, None, name
 
-    def original_atomic_replace(self):
-        return self.saved["serializer.atomicReplace"]
-
-    # --- the stand-ins ---------------------------------------------------------------------------
-    def serializer_open(self, file, mode="r", *args, **kwargs):
-        f = open(file, mode, *args, **kwargs)
-        if any(c in mode for c in "wax+"):
-            faults, node_id, name = self.owner(file)
-            if faults is not None:
-                return faults._dump_file_opened(node_id, name, f)
+    # --- the hooks -------------------------------------------------------------------------------
+    def dump_opened(self, path, f):
+        faults, node_id, name = self.owner(path)
+        if faults is not None:
+            return faults._dump_file_opened(node_id, name, f)
         return f
 
-    def journal_open(self, file, mode="r", *args, **kwargs):
-        f = open(file, mode, *args, **kwargs)
-        if any(c in mode for c in "wax"):  # "r+b" is the journal's mmap backing, never written through
-            faults, node_id, name = self.owner(file)
-            if faults is not None:
-                return faults._journal_file_opened(node_id, name, f)
+    def journal_opened(self, path, f):
+        faults, node_id, name = self.owner(path)
+        if faults is not None:
+            return faults._journal_file_opened(node_id, name, f)
         return f
 
-    def atomic_replace(self, src, dst):
-        result = self.original_atomic_replace()(src, dst)
+    def replaced(self, src) -> None:
         faults, node_id, name = self.owner(src)
         if faults is not None:
             faults._replaced(node_id, name)
-        return result
 
 
 _PATCHES = _Patches()
 
 
 def patched() -> bool:
-    """True while some cluster holds the pysyncobj module patches."""
+    """True while some cluster holds the pysyncobj file hooks."""
     return bool(_PATCHES.users)
 
 

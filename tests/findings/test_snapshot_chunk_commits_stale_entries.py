@@ -23,7 +23,7 @@ def test_snapshot_transfer_never_commits_the_receivers_own_stale_entries():
 
 
 def test_the_known_fix_removes_the_violation():
-    """``harness.adapter.patching.KNOWN_FIXES['snapshot_chunk_commit']`` (what ``--known-fixes`` installs)
+    """``harness.adapter.fixes.KNOWN_FIXES['snapshot_chunk_commit']`` (what ``--known-fixes`` installs)
     makes exactly these steps pass."""
     with inject("snapshot_chunk_commit"):
         _deposed_leader_receives_a_snapshot()

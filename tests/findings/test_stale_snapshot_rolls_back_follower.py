@@ -81,7 +81,7 @@ def test_acknowledged_writes_survive_a_stale_snapshot_and_two_crashes():
 
 
 def test_the_known_fix_removes_every_violation():
-    """``harness.adapter.patching.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass,
+    """``harness.adapter.fixes.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass,
     and a restart after a skipped snapshot too (the fix has to put the node's own dump file back)."""
     with inject("stale_snapshot_keeps_log"):
         _check_every_message_after_a_stale_snapshot()
