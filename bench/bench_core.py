@@ -26,7 +26,7 @@ from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from harness import Cluster, KVStore
-from harness.sim.cluster import _fast_tmp
+from harness.util import node_dir_base
 
 
 def harness_workload(writes: int) -> float:
@@ -78,7 +78,7 @@ def bare_workload(writes: int) -> float:
     saved = syncobj_module.monotonicTime
     syncobj_module.monotonicTime = clock
     start = time.perf_counter()
-    tmp = tempfile.mkdtemp(dir=_fast_tmp())  # where the harness keeps its nodes' files too
+    tmp = tempfile.mkdtemp(dir=node_dir_base())  # where the harness keeps its nodes' files too
     try:
         ids = ["a", "b", "c"]
         queues = {i: collections.deque() for i in ids}

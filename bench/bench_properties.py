@@ -1,4 +1,4 @@
-"""Property benchmark: what checking, sharding and seeded bugs cost, measured side by side in one run.
+"""Property benchmark: what checking, sharding and injected bugs cost, measured side by side in one run.
 
 1. Invariant overhead.  One deterministic sequence of steps (seeded
    ``random.Random``: a 3-5 node ``harness.Cluster``; client writes through the
@@ -26,7 +26,7 @@
    idle, which measures luck rather than throughput, and unmodified pysyncobj
    has bugs the bench profile finds (FINDINGS.md); ``--xdist-unpatched`` runs
    on unmodified pysyncobj anyway.
-4. Seeded bugs (if ``harness/adapter/seeded_bugs.py`` exists).  For every mutation, the
+4. Injected bugs (if ``harness/adapter/injected_bugs.py`` exists).  For every mutation, the
    fifo ``RaftMachine`` runs under ``inject(name)``, in two parallel worker
    processes (mirroring ``-n 2``), each walking its own Hypothesis seeds
    (``hypothesis.seed``, ``derandomize=False``, no database, generate phase
@@ -384,7 +384,7 @@ def bench_xdist(repeat: int, profile: str, timeout: float, path: str, known_fixe
 
 
 # ==========================================================================================
-# 4. Seeded bugs: time to detect, shrunk length
+# 4. Injected bugs: time to detect, shrunk length
 # ==========================================================================================
 _FIRST_FAIL: List[float] = []
 
@@ -481,7 +481,7 @@ def _detect_worker(mutation: Optional[str], seed0: int, stride: int, step_count:
     try:
         _setup_worker(scratch)
         import harness.adapter.fixes  # noqa: F401  (import cost outside the timing; inject() looks
-        import harness.adapter.seeded_bugs  # noqa: F401  up names in both registries)
+        import harness.adapter.injected_bugs  # noqa: F401  up names in both registries)
 
         q.put(("ready", wid))
         fuzz = 0.0
@@ -657,7 +657,7 @@ def bench_mutations(names: List[str], trials: int, workers: int, budget: float, 
                     step_count: int, control: bool, shrink_max: Optional[int]) -> dict:
     ctx = mp.get_context("spawn")
     limit = budget / trials
-    print(f"[4] seeded bugs: FifoRaft (fifo RaftMachine, stateful_step_count={step_count}) under inject(name); "
+    print(f"[4] injected bugs: FifoRaft (fifo RaftMachine, stateful_step_count={step_count}) under inject(name); "
           f"{trials} trial(s) per mutation, each {workers} parallel worker process(es) with their own seeds "
           f"(mirrors -n {workers}), {limit:.0f}s per trial ({budget:.0f}s per mutation); a failure whose "
           f"example also fails on unmodified pysyncobj is 'baseline' and fuzzing goes on")
@@ -725,8 +725,8 @@ def main() -> None:
                              "unreliable one skipped; properties/ also holds other machines now)")
     parser.add_argument("--xdist-unpatched", action="store_true",
                         help="part 3: unmodified pysyncobj (runs that find a bug stop early: noisy)")
-    parser.add_argument("--skip-mutations", action="store_true", help="skip part 4 (seeded bugs)")
-    parser.add_argument("--mutations", help="part 4: comma-separated names (default: all in SEEDED_BUGS)")
+    parser.add_argument("--skip-mutations", action="store_true", help="skip part 4 (injected bugs)")
+    parser.add_argument("--mutations", help="part 4: comma-separated names (default: all in INJECTED_BUGS)")
     parser.add_argument("--trials", type=int, help="part 4: detection trials per mutation (default 3, quick 1)")
     parser.add_argument("--workers", type=int, default=2, help="part 4: parallel processes per trial (default 2)")
     parser.add_argument("--budget", type=float, help="part 4: seconds per mutation, split over trials "
@@ -788,21 +788,21 @@ def main() -> None:
         summary.append(("  -n 2 -m fifo / -n 1 (wall; in-test)", f"{xd['ratio_m']:.2f}; {xd['busy_ratio_m']:.2f}",
                         "", "(informative)"))
 
-    mutations_file = ROOT / "harness" / "adapter" / "seeded_bugs.py"
+    mutations_file = ROOT / "harness" / "adapter" / "injected_bugs.py"
     run_mutations = "4" in parts and not a.skip_mutations and mutations_file.exists()
     if "4" not in parts:
         pass
     elif a.skip_mutations:
-        print("[4] seeded bugs: skipped (--skip-mutations)")
+        print("[4] injected bugs: skipped (--skip-mutations)")
     elif not mutations_file.exists():
-        print("[4] seeded bugs: skipped, harness/adapter/seeded_bugs.py does not exist")
+        print("[4] injected bugs: skipped, harness/adapter/injected_bugs.py does not exist")
     else:
-        from harness.adapter.seeded_bugs import SEEDED_BUGS
+        from harness.adapter.injected_bugs import INJECTED_BUGS
 
-        names = a.mutations.split(",") if a.mutations else list(SEEDED_BUGS)
-        unknown = [n for n in names if n not in SEEDED_BUGS]
+        names = a.mutations.split(",") if a.mutations else list(INJECTED_BUGS)
+        unknown = [n for n in names if n not in INJECTED_BUGS]
         if unknown:
-            parser.error(f"unknown mutation(s) {unknown}; harness.adapter.seeded_bugs.SEEDED_BUGS has {list(SEEDED_BUGS)}")
+            parser.error(f"unknown mutation(s) {unknown}; harness.adapter.injected_bugs.INJECTED_BUGS has {list(INJECTED_BUGS)}")
         mres = bench_mutations(names, trials, a.workers, budget, shrink_budget, a.step_count, not a.no_control,
                                shrink_max)
         for label, r in mres.items():

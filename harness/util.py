@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Tuple, Type
 if TYPE_CHECKING:  # harness.contract imports this module
     from harness.contract import ClusterLike
 
+from harness.environment import NODE_DIR_ENV
+
 T = TypeVar("T")
 
 _PORT_LOCKS = Path(tempfile.gettempdir()) / "raft-harness-ports"
@@ -95,6 +97,19 @@ def reap_orphans(base: Optional[str] = None) -> int:
                 shutil.rmtree(os.path.join(base, name), ignore_errors=True)
                 removed += 1
     return removed
+
+
+def node_dir_base() -> Optional[str]:
+    """A memory-backed temp dir when the machine has one: the journal, its metadata and the
+    dumps are real files either way (a simulated crash is a process crash, not a power cut),
+    but pysyncobj rewrites its metadata file every virtual second and disk renames dominate."""
+    explicit = os.environ.get(NODE_DIR_ENV)
+    if explicit:
+        return explicit  # e.g. the CLI's scratch dir, removed even if workers are killed
+    if os.environ.get("TMPDIR"):
+        return None  # the user chose where temporary files go
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def owned_dir(base: Optional[str] = None) -> Path:

@@ -10,7 +10,7 @@ from hypothesis.database import InMemoryExampleDatabase
 from harness.fuzz.database import KeyPrefixedDatabase
 from harness.adapter.fixes import KNOWN_FIXES
 from harness.adapter.patching import inject, installed, verify_all
-from harness.adapter.seeded_bugs import SEEDED_BUGS
+from harness.adapter.injected_bugs import INJECTED_BUGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,8 +21,8 @@ def test_every_known_fix_applies_and_changes_behaviour():
     assert verify_all(KNOWN_FIXES) == {name: None for name in KNOWN_FIXES}
 
 
-def test_known_fixes_and_seeded_bugs_are_told_apart():
-    assert not set(KNOWN_FIXES) & set(SEEDED_BUGS)
+def test_known_fixes_and_injected_bugs_are_told_apart():
+    assert not set(KNOWN_FIXES) & set(INJECTED_BUGS)
     for name, fix in KNOWN_FIXES.items():
         assert fix.title.startswith("Finding "), name
         assert "tests/findings/" in fix.description, name

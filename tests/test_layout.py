@@ -28,7 +28,7 @@ ADAPTER = HARNESS / "adapter"
 
 #: No module in harness/ longer than this.  (Spelled as a product on purpose: Hypothesis adds every
 #: integer literal of a loaded module to the pool its derandomized tests draw from, and this file is
-#: loaded with them; see tests/test_seeded_bugs.py.)
+#: loaded with them; see tests/test_injected_bugs.py.)
 MAX_LINES = 55 * 10
 
 
@@ -158,10 +158,8 @@ def _too_long() -> List[str]:
     return out
 
 
-@pytest.mark.xfail(strict=False, reason=f"over {MAX_LINES} lines (cli/command.py and tcp/cluster.py are being "
-                                        f"split in other branches): {', '.join(_too_long()) or 'none'}")
 def test_no_module_in_harness_is_too_long():
-    assert not _too_long()
+    assert not _too_long(), f"over {MAX_LINES} lines: {', '.join(_too_long())}"
 
 
 def _unsorted_all(source: str) -> List[str]:
@@ -178,7 +176,6 @@ def _unsorted_all(source: str) -> List[str]:
     return ["no __all__"]
 
 
-@pytest.mark.xfail(strict=False, reason="harness/__init__.py's __all__ is curated in another branch")
 def test_harness_all_is_sorted():
     assert not _unsorted_all((HARNESS / "__init__.py").read_text(encoding="utf-8"))
 

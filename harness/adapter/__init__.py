@@ -24,8 +24,8 @@ harness stays out).
   source for a ``with`` block (``inject``).
 * :mod:`~harness.adapter.probes`: a lone node driven by hand, to check that
   a patch changes behaviour.
-* :mod:`~harness.adapter.seeded_bugs`: Raft bugs we inject to show that the
-  checker catches them (``SEEDED_BUGS``).
+* :mod:`~harness.adapter.injected_bugs`: Raft bugs we inject to show that the
+  checker catches them (``INJECTED_BUGS``).
 * :mod:`~harness.adapter.fixes`: fixes for real pysyncobj bugs the harness
   found (``KNOWN_FIXES``).
 """

@@ -9,7 +9,7 @@ with a probe that passes only while the fix is in.  Each is tied to a finding
 whose regression test in ``tests/findings/`` still runs against unmodified
 pysyncobj, so nothing is hidden: the fixes change what a campaign looks for,
 not what the test suite reports.  Bugs we inject on purpose are in
-:mod:`harness.adapter.seeded_bugs`, never here.
+:mod:`harness.adapter.injected_bugs`, never here.
 """
 from __future__ import annotations
 
@@ -118,5 +118,5 @@ _LIST = [
     ),
 ]
 
-#: Fixes for findings the harness made, by name (never a seeded bug's name).
+#: Fixes for findings the harness made, by name (never a injected bug's name).
 KNOWN_FIXES: Dict[str, Mutation] = {m.name: m for m in _LIST}

@@ -4,7 +4,7 @@ A *mutation* (:class:`Mutation`) is a source-level patch of one
 ``pysyncobj.syncobj.SyncObj`` method.  The project uses it for two different
 purposes, kept in two registries that share this engine:
 
-* *seeded bugs* (:data:`harness.adapter.seeded_bugs.SEEDED_BUGS`): classic Raft
+* *injected bugs* (:data:`harness.adapter.injected_bugs.INJECTED_BUGS`): classic Raft
   bugs we inject to show that the checker catches them;
 * *fixes* (:data:`harness.adapter.fixes.KNOWN_FIXES`): minimal repairs of real
   pysyncobj bugs the harness found (FINDINGS.md), so a campaign can hunt for
@@ -67,7 +67,7 @@ class MutationNotApplicable(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Mutation:
-    """One patch (a seeded bug or a fix): replace ``old`` by ``new`` in the source of ``SyncObj.<method>``.
+    """One patch (a injected bug or a fix): replace ``old`` by ``new`` in the source of ``SyncObj.<method>``.
 
     ``variants`` are alternative ``(old, new)`` pairs for other pysyncobj
     releases; the first whose ``old`` occurs exactly once is applied.  Snippets
@@ -138,14 +138,14 @@ def _run_probe(m: Mutation) -> bool:
 
 
 def _registries() -> Tuple[Dict[str, Mutation], Dict[str, Mutation]]:
-    """(seeded bugs, fixes) by name; imported here because both modules import this engine."""
+    """(injected bugs, fixes) by name; imported here because both modules import this engine."""
     from harness.adapter.fixes import KNOWN_FIXES
-    from harness.adapter.seeded_bugs import SEEDED_BUGS
+    from harness.adapter.injected_bugs import INJECTED_BUGS
 
-    clash = set(SEEDED_BUGS) & set(KNOWN_FIXES)
+    clash = set(INJECTED_BUGS) & set(KNOWN_FIXES)
     if clash:
-        raise RuntimeError(f"names used by both a seeded bug and a fix: {sorted(clash)}")
-    return SEEDED_BUGS, KNOWN_FIXES
+        raise RuntimeError(f"names used by both a injected bug and a fix: {sorted(clash)}")
+    return INJECTED_BUGS, KNOWN_FIXES
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,25 +186,25 @@ _INSTALLED: List[str] = []
 
 
 def installed() -> List[str]:
-    """Every patch installed right now (seeded bugs and fixes), in the order they went in;
+    """Every patch installed right now (injected bugs and fixes), in the order they went in;
     a counterexample records them so that its replay runs on the same code."""
     return list(_INSTALLED)
 
 
 @contextlib.contextmanager
 def inject(*mutations: Union[str, Mutation]) -> Iterator[List[Mutation]]:
-    """Install the given patches (names of seeded bugs or of fixes, or Mutation objects) on ``pysyncobj.syncobj.SyncObj`` for the duration of the block.
+    """Install the given patches (names of injected bugs or of fixes, or Mutation objects) on ``pysyncobj.syncobj.SyncObj`` for the duration of the block.
 
     Every patch is compiled (and checked to apply) before the block starts, and
     the original attributes are put back on exit, also when the block raises.
     """
     if not mutations:
         raise ValueError("inject() needs at least one mutation")
-    seeded_bugs, fixes = _registries()
-    known = {**seeded_bugs, **fixes}
+    injected_bugs, fixes = _registries()
+    known = {**injected_bugs, **fixes}
     unknown = [m for m in mutations if not isinstance(m, Mutation) and m not in known]
     if unknown:
-        raise KeyError(f"unknown mutation(s) {unknown}; seeded bugs: {list(seeded_bugs)}, known fixes: {list(fixes)}")
+        raise KeyError(f"unknown mutation(s) {unknown}; injected bugs: {list(injected_bugs)}, known fixes: {list(fixes)}")
     mutations = [m if isinstance(m, Mutation) else known[m] for m in mutations]
     saved: List[Tuple[str, bool, object]] = []
     depth = len(_INSTALLED)
@@ -231,7 +231,7 @@ def active() -> Dict[str, str]:
 
 
 def verify_all(registry: Mapping[str, Mutation]) -> Dict[str, Optional[str]]:
-    """Run every probe of ``registry`` (``SEEDED_BUGS`` or ``KNOWN_FIXES``); name -> None if the patch
+    """Run every probe of ``registry`` (``INJECTED_BUGS`` or ``KNOWN_FIXES``); name -> None if the patch
     applies and changes behaviour, else the reason."""
     out: Dict[str, Optional[str]] = {}
     for name, m in registry.items():

@@ -1,7 +1,7 @@
 """A lone pysyncobj node driven by hand, to check that a source patch changes behaviour.
 
 A patch that silently does nothing would make every test built on it
-meaningless, so each seeded bug (:mod:`harness.adapter.seeded_bugs`) and each
+meaningless, so each injected bug (:mod:`harness.adapter.injected_bugs`) and each
 fix (:mod:`harness.adapter.fixes`) comes with a *probe*: a few lines that set a
 real ``SyncObj``'s private Raft state, hand it one message or one tick, and
 read the outcome.  No cluster, no network (messages are recorded instead of

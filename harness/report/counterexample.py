@@ -95,7 +95,7 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
         "format": FORMAT_VERSION,
         "machine": f"{type(machine).__module__}.{type(machine).__qualname__}",
         "pysyncobj_version": cluster.pysyncobj_version if cluster else None,
-        "patches": installed_patches(),  # harness.adapter.patching patches in effect (known fixes, seeded bugs)
+        "patches": installed_patches(),  # harness.adapter.patching patches in effect (known fixes, injected bugs)
         "network": machine.network,
         "seed": cluster.seed if cluster else None,
         "error": type(error).__name__,

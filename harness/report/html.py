@@ -443,7 +443,7 @@ def _state_table(doc: Dict[str, Any], nodes: Sequence[str], hl: _Highlight) -> s
 
 
 def _patched_with(doc: Dict[str, Any]) -> str:
-    """" patched with a, b" when the recording ran on patched pysyncobj (known fixes, seeded bugs)."""
+    """" patched with a, b" when the recording ran on patched pysyncobj (known fixes, injected bugs)."""
     patches = doc.get("patches") or ()
     return f" patched with {', '.join(map(str, patches))}" if patches else ""
 

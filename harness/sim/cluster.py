@@ -19,7 +19,6 @@ and the calls made on it.
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import shutil
 import traceback
@@ -28,8 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pysyncobj import FAIL_REASON, SyncObjConf
 
-from harness.environment import NODE_DIR_ENV
-from harness.util import owned_dir
+from harness.util import node_dir_base, owned_dir
 
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
@@ -77,19 +75,6 @@ class _Slot:
         self.member = False
 
 
-def _fast_tmp() -> Optional[str]:
-    """A memory-backed temp dir when the machine has one: the journal, its metadata and the
-    dumps are real files either way (a simulated crash is a process crash, not a power cut),
-    but pysyncobj rewrites its metadata file every virtual second and disk renames dominate."""
-    explicit = os.environ.get(NODE_DIR_ENV)
-    if explicit:
-        return explicit  # e.g. the CLI's scratch dir, removed even if workers are killed
-    if os.environ.get("TMPDIR"):
-        return None  # the user chose where temporary files go
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-
-
 class Cluster(ClusterBase):
     """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
 
@@ -130,7 +115,7 @@ class Cluster(ClusterBase):
         self._closed = False
         _clock.acquire()
         try:
-            self._root = owned_dir(base_dir or _fast_tmp())
+            self._root = owned_dir(base_dir or node_dir_base())
             self.storage = StorageFaults(self._root, self._events.at, self._clock.now, self.crash)
             self._net = SimNetwork(network, self._events, self._clock, self._net_rng, latency,
                                    reconnect_delay, self._run_on, self._after_delivery)

@@ -27,6 +27,10 @@ class FilterContext:
     network_model: str
     copy: Callable[[Envelope], Envelope]  # a duplicate with its own sequence number (DuplicateFilter)
 
+    def peer(self, env: Envelope) -> str:
+        """The node at the other end of ``env`` from this chain's owner."""
+        return env.dst if self.direction == "send" else env.src
+
 
 @dataclasses.dataclass(frozen=True)
 class Wiring:
@@ -35,10 +39,6 @@ class Wiring:
 
     inject: Callable[[Sequence[Envelope]], None]  # let held envelopes go on (HoldFilter.release)
     links_changed: Callable[[], None]  # a cutting filter switched: connections must be recomputed
-
-    def peer(self, env: Envelope) -> str:
-        """The node at the other end of ``env`` from this chain's owner."""
-        return env.dst if self.direction == "send" else env.src
 
 
 def run_chain(chain: Sequence["Filter"], batch: List[Envelope], ctx: FilterContext,

@@ -1,7 +1,7 @@
-"""The seeded-bug suite: the harness must catch classic Raft bugs injected into pysyncobj.
+"""The injected-bug suite: the harness must catch classic Raft bugs injected into pysyncobj.
 
 A safety harness that never fails proves nothing.  Each test below injects one
-bug from :mod:`harness.adapter.seeded_bugs` into pysyncobj (``with inject(name):``, in a
+bug from :mod:`harness.adapter.injected_bugs` into pysyncobj (``with inject(name):``, in a
 child interpreter, for that run only), runs the fuzzing state machine with
 Hypothesis' ``run_state_machine_as_test`` and asserts that a safety violation
 is raised, and by which invariant.  A control test runs the
@@ -16,9 +16,9 @@ and from ``max_examples`` itself (Hypothesis sizes its first examples by
 budget in :data:`SEEDED` is therefore the smallest value of :data:`GRID` that
 catches the bug, found by trying them in order.  Editing the machine or
 RaftMachine, or upgrading Hypothesis or pysyncobj, shifts the sequences:
-re-measure with ``python tests/test_seeded_bugs.py --measure``.
+re-measure with ``python tests/test_injected_bugs.py --measure``.
 
-Each run happens in a fresh interpreter (``python tests/test_seeded_bugs.py
+Each run happens in a fresh interpreter (``python tests/test_injected_bugs.py
 --run BUDGET [bug]``).  Derandomized Hypothesis is not a function of the
 test alone: about one draw in twenty picks a literal from a pool collected
 from the project modules loaded in the process (``harness.report.html``,
@@ -40,7 +40,7 @@ The machine, ``SeededFifo``, is the project's :class:`RaftMachine` on the
 That is needed for the control to be green, not for the bugs to be caught:
 unmodified pysyncobj commits a stale log when the first chunk of a snapshot
 reaches a deposed leader (FINDINGS.md #3), which the machine reports within a
-few hundred examples and which would end every run before a seeded bug is
+few hundred examples and which would end every run before a injected bug is
 found.  The ``unreliable`` network is not used for the same reason: on
 reordered single messages unmodified pysyncobj already breaks safety
 (FINDINGS.md #2) within ~10 examples.
@@ -64,7 +64,7 @@ from pysyncobj.syncobj import SyncObj
 from harness.adapter.observe import VERSION
 from harness.check.invariants import SafetyViolation
 from harness.adapter.patching import Mutation, MutationNotApplicable, active, inject
-from harness.adapter.seeded_bugs import SEEDED_BUGS
+from harness.adapter.injected_bugs import INJECTED_BUGS
 from harness.fuzz.machine import RaftMachine
 
 
@@ -88,7 +88,7 @@ SLOW_SECONDS = 60.0
 
 @dataclasses.dataclass(frozen=True)
 class Seeded:
-    """One seeded bug's row: the budget that catches it and what must catch it."""
+    """One injected bug's row: the budget that catches it and what must catch it."""
 
     budget: int  # max_examples: the smallest value of GRID that catches the bug
     expected: FrozenSet[str]  # invariants that must be among those reported (the bug's own symptom)
@@ -156,7 +156,7 @@ def _require_default_machine() -> None:
     """The budgets hold only for the machine and the pysyncobj release they were measured with."""
     if VERSION != MEASURED_ON:
         pytest.skip(f"budgets were measured on pysyncobj {MEASURED_ON}, this is {VERSION}: "
-                    f"re-measure with `python tests/test_seeded_bugs.py --measure`")
+                    f"re-measure with `python tests/test_injected_bugs.py --measure`")
     if os.environ.get("RAFT_HARNESS_NODES"):
         pytest.skip("budgets were measured with the default cluster sizes; RAFT_HARNESS_NODES is set")
 
@@ -208,7 +208,7 @@ def _cases():
         yield pytest.param(name, marks=marks, id=name)
 
 
-# --- the harness catches each seeded bug -----------------------------------------------------
+# --- the harness catches each injected bug -----------------------------------------------------
 @pytest.mark.parametrize("name", list(_cases()))
 def test_seeded_bug_is_caught(name):
     _require_default_machine()
@@ -216,12 +216,12 @@ def test_seeded_bug_is_caught(name):
     out = _run(name, expect.budget)
     assert out.restored, f"{name} was still installed after the run"
     assert out.kind != "green", (
-        f"seeded bug {name!r} was NOT caught within {expect.budget} examples of {STEPS} steps "
-        f"({SEEDED_BUGS[name].title}); re-measure the budgets if the machine, pysyncobj or Hypothesis changed")
+        f"injected bug {name!r} was NOT caught within {expect.budget} examples of {STEPS} steps "
+        f"({INJECTED_BUGS[name].title}); re-measure the budgets if the machine, pysyncobj or Hypothesis changed")
     assert out.kind == "safety", (
-        f"seeded bug {name!r} ended the run with {out.kind}, not a safety violation:\n{out.text}")
+        f"injected bug {name!r} ended the run with {out.kind}, not a safety violation:\n{out.text}")
     assert expect.expected <= set(out.invariants), (
-        f"seeded bug {name!r} was caught by {list(out.invariants)}, "
+        f"injected bug {name!r} was caught by {list(out.invariants)}, "
         f"but not by {sorted(expect.expected - set(out.invariants))}:\n{out.text}")
 
 
@@ -230,7 +230,7 @@ def test_seeded_bug_is_caught(name):
 def test_control_unmodified_pysyncobj_is_green():
     _require_default_machine()
     out = _run(None, CONTROL_BUDGET)
-    assert out.kind == "green", f"unmodified pysyncobj failed the seeded-bug machine ({out.kind}):\n{out.text}"
+    assert out.kind == "green", f"unmodified pysyncobj failed the injected-bug machine ({out.kind}):\n{out.text}"
 
 
 def _control_budgets():
@@ -242,17 +242,17 @@ def _control_budgets():
 @pytest.mark.fifo
 @pytest.mark.parametrize("budget", list(_control_budgets()))
 def test_control_green_at_every_budget(budget):
-    """Unmodified pysyncobj passes every budget a seeded bug is caught with: the detections are the bugs'."""
+    """Unmodified pysyncobj passes every budget a injected bug is caught with: the detections are the bugs'."""
     _require_default_machine()
     out = _run(None, budget)
     assert out.kind == "green", f"unmodified pysyncobj failed within {budget} examples ({out.kind}):\n{out.text}"
 
 
 # --- the mutations themselves --------------------------------------------------------------
-@pytest.mark.parametrize("name", list(SEEDED_BUGS))
+@pytest.mark.parametrize("name", list(INJECTED_BUGS))
 def test_mutation_changes_behaviour(name):
     """Each patch applies to the installed pysyncobj and its direct probe sees the bug (only) when injected."""
-    m = SEEDED_BUGS[name]
+    m = INJECTED_BUGS[name]
     if VERSION != MEASURED_ON and not m.applies():  # e.g. 0.3.11 has no term/vote persistence to break
         with pytest.raises(MutationNotApplicable):
             m.verify()
@@ -266,19 +266,19 @@ def test_probes_work_next_to_a_live_cluster():
 
     with Cluster(3, seed=1) as c:
         c.wait_leader()
-        SEEDED_BUGS["vote_twice"].verify()
+        INJECTED_BUGS["vote_twice"].verify()
         c.must_put("k", 1)
 
 
 def test_every_mutation_is_accounted_for():
-    assert set(SEEDED) | set(UNCAUGHT) == set(SEEDED_BUGS)
+    assert set(SEEDED) | set(UNCAUGHT) == set(INJECTED_BUGS)
     assert not set(SEEDED) & set(UNCAUGHT)
     assert len(SEEDED) >= 6
 
 
 def test_inject_restores_originals_also_on_error():
     names = ("vote_twice", "no_truncate", "commit_quorum_off_by_one")
-    methods = {SEEDED_BUGS[n].method for n in names}
+    methods = {INJECTED_BUGS[n].method for n in names}
     before = {m: vars(SyncObj)[m] for m in methods}
     with pytest.raises(RuntimeError, match="boom"):
         with inject(*names) as installed:
@@ -291,7 +291,7 @@ def test_inject_restores_originals_also_on_error():
 
 
 def test_mutations_on_one_method_stack():
-    first, second = SEEDED_BUGS["vote_twice"], SEEDED_BUGS["vote_stale_log"]
+    first, second = INJECTED_BUGS["vote_twice"], INJECTED_BUGS["vote_stale_log"]
     assert first.method == second.method
     with inject(first.name, second.name):
         assert active() == {first.method: second.name}
@@ -301,7 +301,7 @@ def test_mutations_on_one_method_stack():
 
 
 def test_missing_code_is_reported_not_ignored():
-    bogus = dataclasses.replace(SEEDED_BUGS["vote_twice"], name="bogus", old="this code is not in pysyncobj\n")
+    bogus = dataclasses.replace(INJECTED_BUGS["vote_twice"], name="bogus", old="this code is not in pysyncobj\n")
     source = "def f(self):\n    return 1\n"
     with pytest.raises(MutationNotApplicable, match="does not have the code it patches"):
         bogus.patch_source(source)
@@ -318,7 +318,7 @@ def test_missing_code_is_reported_not_ignored():
 
 
 def test_every_mutation_is_documented():
-    for name, m in SEEDED_BUGS.items():
+    for name, m in INJECTED_BUGS.items():
         assert isinstance(m, Mutation) and m.name == name
         assert m.title and len(m.description) > 80, name
         assert "MUTATION" in m.new, f"{name}: the patched line should say so (it shows in tracebacks)"
@@ -327,7 +327,7 @@ def test_every_mutation_is_documented():
 # --- re-measuring the table, and the child process ------------------------------------------
 def measure(names=None, grid=GRID) -> None:
     """Print, for each bug, the smallest budget of ``grid`` that catches it (slow: minutes per bug)."""
-    for name in names or list(SEEDED_BUGS):
+    for name in names or list(INJECTED_BUGS):
         for budget in grid:
             out = _run(name, budget)
             if out.kind != "green":
@@ -352,9 +352,9 @@ def _main(argv) -> None:
     mode.add_argument("--measure", action="store_true")
     mode.add_argument("--run", type=int, metavar="BUDGET")
     parser.add_argument("--max", type=int, default=GRID[-1], help="--measure: largest budget to try")
-    parser.add_argument("names", nargs="*", metavar="mutation", help=f"default: all of {', '.join(SEEDED_BUGS)}")
+    parser.add_argument("names", nargs="*", metavar="mutation", help=f"default: all of {', '.join(INJECTED_BUGS)}")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.names) - set(SEEDED_BUGS))
+    unknown = sorted(set(args.names) - set(INJECTED_BUGS))
     if unknown:
         parser.error(f"unknown mutation(s) {unknown}")
     if args.run is not None:
@@ -366,5 +366,5 @@ def _main(argv) -> None:
         measure(args.names or None, tuple(b for b in GRID if b <= args.max))
 
 
-if __name__ == "__main__":  # python tests/test_seeded_bugs.py --measure [--max N] [mutation ...]
+if __name__ == "__main__":  # python tests/test_injected_bugs.py --measure [--max N] [mutation ...]
     _main(sys.argv[1:])

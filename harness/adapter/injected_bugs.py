@@ -1,10 +1,10 @@
-"""Seeded bugs: classic Raft bugs we inject into pysyncobj to show that the checker catches them.
+"""Injected bugs: classic Raft bugs we inject into pysyncobj to show that the checker catches them.
 
 A safety harness that never fails proves nothing.  Each entry of
-:data:`SEEDED_BUGS` is a :class:`~harness.adapter.patching.Mutation` that
+:data:`INJECTED_BUGS` is a :class:`~harness.adapter.patching.Mutation` that
 breaks one Raft rule in ``pysyncobj.syncobj.SyncObj`` (votedFor ignored, the
 election restriction skipped, a commit quorum one short, ...), with a probe
-that passes only while the bug is in.  ``tests/test_seeded_bugs.py`` runs the
+that passes only while the bug is in.  ``tests/test_injected_bugs.py`` runs the
 fuzzing state machine on each and asserts that the expected invariant fails.
 These are *our* bugs; repairs of bugs pysyncobj really has are in
 :mod:`harness.adapter.fixes`.  The snippets are pysyncobj source, so they live
@@ -19,7 +19,7 @@ from typing import Dict
 from harness.adapter.patching import ON_MESSAGE, Mutation
 from harness.adapter.probes import CANDIDATE, FOLLOWER, LEADER, Probe, append_entries, vote_request
 
-__all__ = ["SEEDED_BUGS"]
+__all__ = ["INJECTED_BUGS"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ def _probe_forget_term_and_vote(p: Probe) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# The seeded bugs
+# The injected bugs
 # --------------------------------------------------------------------------------------------
 _LIST = [
     Mutation(
@@ -331,5 +331,5 @@ _LIST = [
     ),
 ]
 
-#: Every seeded bug by name.
-SEEDED_BUGS: Dict[str, Mutation] = {m.name: m for m in _LIST}
+#: Every injected bug by name.
+INJECTED_BUGS: Dict[str, Mutation] = {m.name: m for m in _LIST}
