@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--known-fixes", action="store_true",
                     help="fuzz pysyncobj with the fixes for findings already made (harness.adapter.fixes.KNOWN_FIXES), "
                          "to hunt for new bugs")
+    fz.add_argument("--triage-seconds", type=_seconds("--triage-seconds"), default=60.0, metavar="S",
+                    help="per counterexample: replay it with each fix in the ledger to name the bug, for at most "
+                         "S wall seconds (default 60; 0: no triage)")
+    fz.add_argument("--minimize-seconds", type=_seconds("--minimize-seconds"), default=30.0, metavar="S",
+                    help="per counterexample: remove steps while the same violation and label remain, for at "
+                         "most S wall seconds (default 30; 0: keep Hypothesis' shrink)")
     fz.set_defaults(func=cmd_fuzz)
 
     rp = sub.add_parser("replay", help="re-run a counterexample twice and confirm it still fails",
@@ -70,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("-o", "--output", help="where to write the HTML (default: report.html beside the JSON)")
     rr.set_defaults(func=cmd_report)
     return parser
+
+
+def _seconds(option: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"{option} must be a number of seconds >= 0, got {text!r}") from None
+        if not value >= 0:
+            raise UsageError(f"{option} must be a number of seconds >= 0, got {text!r}")
+        return value
+    return parse
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

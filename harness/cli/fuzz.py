@@ -19,8 +19,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+from harness.cli.bugs import bug_table, name_reports
 from harness.cli.common import (EXIT_BROKEN, EXIT_OK, EXIT_VIOLATION, PROG, UsageError,
                                 format_duration, parse_duration, project_root)
 from harness.environment import (CAMPAIGN_SEED_ENV, DATABASE_ENV, NODE_DIR_ENV, NODES_ENV, REPORT_BASE_ENV,
@@ -325,6 +326,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     broken: Optional[str] = None
     stop_reason = "budget spent"
     rounds = 0
+    first_seen: Dict[str, float] = {}
     interrupted = False
     try:
         with open(log_path, "ab") as log:
@@ -342,6 +344,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                         stats.refresh()
                         found = scan_reports(report_dir)
                         now = time.monotonic()
+                        for f in found:
+                            first_seen.setdefault(f.directory, now - start)
                         progress.update(now - start, stats, found)
                         if not args.keep_going and any(f.finished for f in found):
                             stop_reason = "violation found"
@@ -394,6 +398,14 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     progress.done()
     out.write(f"stopped: {stop_reason} after {format_duration(elapsed)} ({rounds} pytest run"
               f"{'s' if rounds != 1 else ''}; output in {log_path})\n")
+    hits = []
+    if found and not interrupted and (args.triage_seconds > 0 or args.minimize_seconds > 0):
+        out.write(f"naming {len(found)} counterexample{'s' if len(found) != 1 else ''}: triage (one replay per "
+                  f"fix in the ledger), then minimising (bounds {format_duration(args.triage_seconds)} and "
+                  f"{format_duration(args.minimize_seconds)} each)\n")
+        out.flush()
+        hits = name_reports([f.directory for f in found if f.has_json], first_seen, out,
+                            args.triage_seconds, args.minimize_seconds)
     for f in found:
         if f.has_json:
             try:
@@ -403,7 +415,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     out.write(_summary_table(stats, found, elapsed, budget, VERSION, args.network) + "\n")
     summary = dict(stats.as_dict(), pysyncobj_version=VERSION, network=args.network, budget=budget,
                    elapsed=round(elapsed, 3), stop_reason=stop_reason, rounds=rounds,
-                   violations=[dict(directory=f.directory, finished=f.finished, summary=_violation_text(f))
+                   violations=[dict(directory=f.directory, finished=f.finished, summary=_violation_text(f),
+                                    label=next((h.label for h in hits if h.directory == f.directory), None))
                                for f in found])
     with open(os.path.join(report_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)
@@ -419,6 +432,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             else:
                 out.write(f"    no counterexample.json (not a RaftMachine?): see "
                           f"{os.path.join(f.directory, 'failure.txt')}\n")
+        if hits:
+            out.write(bug_table(hits) + "\n")
         out.flush()
         return EXIT_VIOLATION
     if broken:

@@ -117,12 +117,12 @@ class RaftMachine(RuleBasedStateMachine):
         self._installed: Dict[tuple, int] = {}
 
     @classmethod
-    def replay(cls, steps: Sequence[Dict[str, Any]]) -> "ReplayRun":
+    def replay(cls, steps: Sequence[Dict[str, Any]], detailed: bool = True) -> "ReplayRun":
         """Run recorded steps (``counterexample.json``'s ``steps``) with this machine's own invariants
         after each; see :mod:`harness.fuzz.replay`."""
         from harness.fuzz.replay import replay_steps
 
-        return replay_steps(cls, steps)
+        return replay_steps(cls, steps, detailed)
 
     @property
     def failed(self) -> bool:

@@ -35,12 +35,16 @@ class Step:
 
     def code(self) -> str:
         """The step as the line Hypothesis prints: ``state.rule(arg=value, ...)``."""
-        args = ", ".join(f"{k}={_literal(v)}" for k, v in sorted(self.args.items()))
-        return f"state.{self.rule}({args})"
+        return step_code(self.rule, self.args)
+
+
+def step_code(rule: str, args: Dict[str, Any]) -> str:
+    """``state.rule(arg=value, ...)``; sets (stored as sorted lists in JSON) print as frozensets."""
+    return f"state.{rule}({', '.join(f'{k}={_literal(v)}' for k, v in sorted(args.items()))})"
 
 
 def _literal(v: Any) -> str:
-    if isinstance(v, frozenset):
+    if isinstance(v, (frozenset, set, list)):
         return f"frozenset({sorted(v)!r})"
     return repr(v)
 

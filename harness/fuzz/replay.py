@@ -140,10 +140,17 @@ def detailed_recording(machine: RuleBasedStateMachine) -> None:
         machine.report_dir = None
 
 
-def replay_steps(cls: type, steps: Sequence[Dict[str, Any]]) -> ReplayRun:
-    """Run recorded ``steps`` on a fresh ``cls()``: invariants after each step, then teardown."""
+def replay_steps(cls: type, steps: Sequence[Dict[str, Any]], detailed: bool = True) -> ReplayRun:
+    """Run recorded ``steps`` on a fresh ``cls()``: invariants after each step, then teardown.
+
+    ``detailed`` records per-step digests (to compare two replays); triage and the minimiser only need
+    the outcome and turn it off.  Either way nothing is written to disk.
+    """
     machine = cls()
-    detailed_recording(machine)
+    if detailed:
+        detailed_recording(machine)
+    elif hasattr(machine, "report_dir"):
+        machine.report_dir = None
     pending = {m.function.__name__ for m in _marked(cls, INITIALIZE_RULE_MARKER)}
     error: Optional[BaseException] = None
     try:

@@ -112,3 +112,16 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
         json.dump(doc, f, indent=1, default=repr)
     os.replace(tmp, path)
     return path
+
+
+def annotate(directory: str, **fields: Any) -> str:
+    """Add top-level ``fields`` (e.g. ``triage``, ``minimized``) to the counterexample in ``directory``."""
+    path = os.path.join(directory, REPORT_JSON)
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    doc.update(fields)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, default=repr)
+    os.replace(tmp, path)
+    return path
