@@ -32,11 +32,13 @@ from pysyncobj import FAIL_REASON, SyncObjConf
 
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
+from harness.adapter.events import EventTap
 from harness.sim.events import EventQueue
 from harness.wire.filters import Filter, FilterFactory, IsolationFilterFactory, PartitionFilterFactory
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
 from harness.sim.network import NETWORK_MODELS, SimNetwork, SimNode
+from harness.check.events import Event
 from harness.state import NodeState, crashed_state
 from harness.sim.storage import StorageFaults
 
@@ -173,7 +175,7 @@ class Cluster(_CommonApi):
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
-                 **pysyncobj_conf: Any) -> None:
+                 record_events: bool = False, **pysyncobj_conf: Any) -> None:
         if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
             raise ValueError(f"nodes must be an int in [1, {MAX_NODES}], got {nodes!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -216,6 +218,8 @@ class Cluster(_CommonApi):
         self._root: Optional[Path] = None
         self.storage: Optional[StorageFaults] = None  # storage failpoints, see harness.sim.storage
         self._closed = False
+        # record_events: every node's changes as they happen, for take_events() (harness.adapter.events)
+        self._tap: Optional[EventTap] = EventTap(self._clock.now) if record_events else None
         _clock.acquire()
         try:
             self._root = Path(tempfile.mkdtemp(prefix="raft-harness-", dir=base_dir or _fast_tmp()))
@@ -277,7 +281,10 @@ class Cluster(_CommonApi):
         except Exception:
             self._record_error(node_id, "starting", traceback.format_exc())
             raise
-        compat.watch_journal(obj)
+        if self._tap is None:
+            compat.watch_journal(obj)
+        else:
+            self._tap.attach(node_id, slot.incarnation, obj)  # its journal wrapper is a WatchedJournal too
         self.storage.attach(node_id, obj)
         slot.obj = obj
         self._net.node_up(node_id)
@@ -290,10 +297,19 @@ class Cluster(_CommonApi):
 
     def _run_on(self, node_id: str, activity: str, thunk: Callable[[], None]) -> None:
         """Run pysyncobj code for one node; an exception becomes a NodeError, never escapes or hides."""
+        tap = self._tap
+        if tap is not None:
+            env = self._net.delivering
+            if env is not None and env.dst == node_id and not tap.active:
+                saved = tap.begin("message", env)
+            else:
+                saved = tap.begin(activity)
         try:
             thunk()
         except Exception:
             self._record_error(node_id, activity, traceback.format_exc())
+        if tap is not None:
+            tap.end(node_id, saved)
         self._net.flush(node_id)
 
     def _schedule_tick(self, slot: _Slot, at: float) -> None:
@@ -307,10 +323,16 @@ class Cluster(_CommonApi):
     def _tick(self, slot: _Slot) -> None:
         obj = slot.obj
         self.stats["ticks"] += 1
+        tap = self._tap
+        if tap is not None:
+            env = self._net.delivering  # the tick pysyncobj runs as soon as a message arrived
+            saved = tap.begin("tick", env if env is not None and env.dst == slot.id else None)
         try:  # _run_on inlined: this is the hottest path of the simulation
             obj.doTick(0.0)
         except Exception:
             self._record_error(slot.id, "tick", traceback.format_exc())
+        if tap is not None:
+            tap.end(slot.id, saved)
         self._net.flush(slot.id)
         if slot.obj is obj:
             self._schedule_tick(slot, self._clock.now() + self.tick_interval)
@@ -435,6 +457,13 @@ class Cluster(_CommonApi):
             self._net.log = []
         return log
 
+    def take_events(self) -> List[Event]:
+        """Every node's events (harness.check.events) since the last call, in the order they happened;
+        needs ``record_events=True``."""
+        if self._tap is None:
+            raise RuntimeError("this Cluster records no events: build it with record_events=True")
+        return self._tap.take()
+
     def filters(self, node_id: str):
         """(send chain, receive chain) currently installed on ``node_id``."""
         self._slot(node_id)
@@ -555,6 +584,8 @@ class Cluster(_CommonApi):
             raise ValueError(f"node_id {node_id!r} is already crashed")
         compat.close_files(slot.obj)
         self.storage.on_crash(node_id)
+        if self._tap is not None:
+            self._tap.detach(node_id)
         slot.obj = None
         slot.timer_gen += 1
         self._net.node_down(node_id)
@@ -621,6 +652,8 @@ class Cluster(_CommonApi):
         slot = self._slots[node_id]
         if slot.obj is not None:
             compat.close_files(slot.obj)
+            if self._tap is not None:
+                self._tap.detach(node_id)
             slot.obj = None
         slot.removed = True
         self._net.forget(node_id)
