@@ -161,7 +161,8 @@ class VoteSafety(StreamInvariant):
         if first != e.candidate:
             before = "" if incarnation == e.incarnation else f" (in incarnation {incarnation}, now {e.incarnation})"
             out.append(_violation(self.name, e, f"{e.node} voted twice in term {e.term}: for {first}{before} "
-                                  f"and for {e.candidate}", nodes=(e.node, first, e.candidate), terms=(e.term,)))
+                                  f"and for {e.candidate}", nodes=tuple(dict.fromkeys((e.node, first, e.candidate))),
+                                  terms=(e.term,)))
 
 
 class LogMatching(StreamInvariant):

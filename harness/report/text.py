@@ -53,12 +53,14 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
 
     Holds what a reader or ``replay`` needs: the steps as data and as code,
     the pysyncobj version and the patches installed on it, channel model and
-    seed, the broken property, and per
+    seed, the broken property (with, from a stream checker, the time, node and message of the
+    event that broke it), and per
     step the node states, the messages delivered and the trace digest.
     """
     cluster = machine.cluster
     violations = [dict(invariant=v.invariant, message=v.message, nodes=list(v.nodes), terms=list(v.terms),
-                       indexes=list(v.indexes)) for v in getattr(error, "violations", ())]
+                       indexes=list(v.indexes), at=v.at, node=v.node, handling=v.handling)
+                  for v in getattr(error, "violations", ())]
     doc = {
         "format": 1,
         "machine": f"{type(machine).__module__}.{type(machine).__qualname__}",
