@@ -288,3 +288,8 @@ def test_handling_names_the_message_or_the_tick_after_it():
 def test_a_sampled_violation_prints_as_before():
     v = Violation("election_safety", "two leaders", nodes=("n1", "n2"), terms=(3,))
     assert str(v) == "election_safety: two leaders (nodes n1, n2; terms 3)"
+
+
+def test_events_of_an_incarnation_never_started_are_refused():
+    with pytest.raises(ValueError, match="before its Started event"):
+        judge(Stream().write("n1", E(2, 1), 0).events)

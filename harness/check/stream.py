@@ -67,6 +67,13 @@ class StreamHistory(LogHistory):
                 hi = mid
         return log[lo] if lo < len(log) and log[lo].index == index else None
 
+    def _log(self, e: Event) -> List[Entry]:
+        log = self.logs.get((e.node, e.incarnation))
+        if log is None:
+            raise ValueError(f"{type(e).__name__} of {e.node} (incarnation {e.incarnation}) came before its "
+                             f"Started event: a stream checker must get every event since the cluster was built")
+        return log
+
     def first_index(self, key: _Key) -> Optional[int]:
         log = self.logs.get(key)
         return log[0].index if log else None
@@ -87,19 +94,19 @@ class StreamHistory(LogHistory):
         self.commit.pop((e.node, e.incarnation), None)
 
     def _written(self, e: EntryWritten, out) -> None:
-        self.logs[(e.node, e.incarnation)].append(e.entry)
+        self._log(e).append(e.entry)
 
     def _truncated(self, e: LogTruncated, out) -> None:
-        del self.logs[(e.node, e.incarnation)][e.keep:]
+        del self._log(e)[e.keep:]
 
     def _compacted(self, e: LogCompacted, out) -> None:
-        del self.logs[(e.node, e.incarnation)][:e.drop]
+        del self._log(e)[:e.drop]
 
     def _emptied(self, e: SnapshotInstalled, out) -> None:
-        self.logs[(e.node, e.incarnation)].clear()
+        self._log(e).clear()
 
     def _reloaded(self, e: LogReloaded, out) -> None:
-        self.logs[(e.node, e.incarnation)] = list(e.log)
+        self._log(e)[:] = e.log
 
     def _committed(self, e: CommitChanged, out) -> None:
         self.commit[(e.node, e.incarnation)] = e.new
