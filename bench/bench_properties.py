@@ -3,13 +3,15 @@
 1. Invariant overhead.  One deterministic sequence of steps (seeded
    ``random.Random``: a 3-5 node ``harness.Cluster``; client writes through the
    leader, partitions, heals, crashes, restarts, forced snapshots; ``run_for(0.25)``
-   after each) is executed, interleaved, in three modes: ``check`` (after every
-   step ``SafetyChecker.step(cluster.observe(), completed ops, cluster.node_errors)``),
-   ``observe`` (only ``cluster.observe()``) and ``none``.  Every run must have the
+   after each) is executed, interleaved, in three modes: ``check`` (the cluster
+   records events, ``record_events=True``, and after every step
+   ``SafetyChecker(stream=True).step(cluster.observe(), completed ops,
+   cluster.node_errors, cluster.take_events())``, as RaftMachine does),
+   ``observe`` (only ``cluster.observe()``, no recording) and ``none``.  Every run must have the
    same ``trace_digest()``.  Target: check wall / observe wall <= 1.3.
-2. Invariant cost over a long run.  A 3-node cluster, a write every step, a
-   forced snapshot every 25 steps (rotating over the nodes); ``SafetyChecker.step``
-   alone is timed on every step.  Mean (and median) per step in a window around
+2. Invariant cost over a long run.  A 3-node cluster recording events, a write
+   every step, a forced snapshot every 25 steps (rotating over the nodes);
+   ``SafetyChecker(stream=True).step`` alone is timed on every step.  Mean (and median) per step in a window around
    step 50 and around step N (default 5,000).  Target: ratio ~1 (flat).
 3. pytest-xdist scaling of the fifo state machine: ``python -m pytest
    properties/test_raft.py -q -p no:logging --hypothesis-profile=ci -n 1`` and
@@ -146,8 +148,8 @@ def apply_step(c: Cluster, step: tuple, value: int) -> None:
 def run_sequence(seed: int, nodes: int, steps: List[tuple], mode: str) -> dict:
     """Run ``steps`` on a fresh cluster; ``mode`` is "check", "observe" or "none".  Times the steps only."""
     violations: List[str] = []
-    with Cluster(nodes, seed) as c:
-        checker = SafetyChecker()
+    with Cluster(nodes, seed, record_events=mode == "check") as c:
+        checker = SafetyChecker(stream=True)
         cursor = 0
         start = time.perf_counter()
         for i, step in enumerate(steps):
@@ -155,7 +157,7 @@ def run_sequence(seed: int, nodes: int, steps: List[tuple], mode: str) -> dict:
             if mode == "check":
                 completed, cursor = c.history.completed_since(cursor)
                 try:
-                    checker.step(c.observe(), completed, c.node_errors)
+                    checker.step(c.observe(), completed, c.node_errors, c.take_events())
                 except SafetyViolation as v:  # a real pysyncobj bug on this sequence: note it, keep going
                     violations.append(f"step {i}: {str(v).splitlines()[0]}")
             elif mode == "observe":
@@ -204,9 +206,9 @@ def long_run(seed: int, total: int, snapshot_every: int) -> dict:
     times: List[float] = []
     extents: List[Tuple[int, int]] = []  # per step: (longest live log, committed indexes remembered)
     violations = 0
-    with Cluster(3, seed) as c:
+    with Cluster(3, seed, record_events=True) as c:
         c.wait_leader()
-        checker = SafetyChecker()
+        checker = SafetyChecker(stream=True)  # its first step gets every event since the cluster was built
         cursor = 0
         for i in range(1, total + 1):
             leader = c.leader()
@@ -218,9 +220,10 @@ def long_run(seed: int, total: int, snapshot_every: int) -> dict:
             c.run_for(0.25)
             completed, cursor = c.history.completed_since(cursor)
             states = c.observe()
+            events = c.take_events()
             t = time.perf_counter()
             try:
-                checker.step(states, completed, c.node_errors)
+                checker.step(states, completed, c.node_errors, events)
             except SafetyViolation:
                 violations += 1
             times.append(time.perf_counter() - t)

@@ -23,3 +23,7 @@ NODES_ENV = "RAFT_HARNESS_NODES"
 #: Set (any value) to run the real-socket soak tests; and how many examples each (properties/test_tcp_soak.py).
 SOAK_ENV = "RAFT_HARNESS_SOAK"
 SOAK_EXAMPLES_ENV = "RAFT_HARNESS_SOAK_EXAMPLES"
+#: Benchmark campaigns (bench/properties/): injected bugs to install (comma-separated names), and ``0`` to
+#: judge step-end samples only instead of the event stream.
+INJECT_ENV = "RAFT_HARNESS_INJECT"
+STREAM_CHECKS_ENV = "RAFT_HARNESS_STREAM_CHECKS"

@@ -350,3 +350,50 @@ def test_dumped_dom_has_lanes_and_arrows(report, tmp_path):
     assert len(re.findall(r'class="msg kind-', dom)) == messages
     assert len(re.findall(r'class="violation-entry"', dom)) >= 1
     assert dom.count("<tr data-row=") == len(doc["steps"])
+
+
+# --- a stream checker's counterexample: the event that broke the property, on its lane ------------
+def _stream_counterexample(directory):
+    """A fifo RaftMachine run under candidate_gives_vote (a candidate also votes for a rival of its term)
+    that the stream checker stops at the second vote; the first seed that does, of a few."""
+    from harness.adapter.patching import inject
+    from harness.fuzz.machine import RaftMachine
+
+    class Fifo(RaftMachine):
+        network = "fifo"
+
+    old = os.environ.get("RAFT_HARNESS_REPORT")
+    os.environ["RAFT_HARNESS_REPORT"] = str(directory)
+    try:
+        with inject("candidate_gives_vote"):
+            for seed in range(30):
+                machine = Fifo()
+                try:
+                    machine.start_cluster(nodes=3, seed=seed)
+                    for _ in range(6):
+                        machine.wait(seconds=2.0)
+                        machine.raft_safety()
+                except AssertionError:
+                    return load_report(str(directory))[0]
+                finally:
+                    machine.cluster.close()
+    finally:
+        if old is None:
+            os.environ.pop("RAFT_HARNESS_REPORT", None)
+        else:
+            os.environ["RAFT_HARNESS_REPORT"] = old
+    pytest.fail("candidate_gives_vote broke nothing in 30 seeds")
+
+
+def test_a_stream_violation_names_its_event_in_the_json_and_on_the_diagram(tmp_path):
+    doc = _stream_counterexample(tmp_path)
+    v = next(v for v in doc["violations"] if v["invariant"] == "vote_safety")
+    assert isinstance(v["at"], float) and v["node"] and v["handling"].startswith("request_vote #"), v
+    [mark] = [m for m in by_class(svg_of(doc), "violation-event") if m.get("data-node") == v["node"]
+              and float(m.get("data-at")) == pytest.approx(v["at"], abs=1e-6)]
+    step = doc["steps"][int(mark.get("data-step"))]
+    assert step["start"] <= v["at"] <= step["end"], "the marker is not in the step the event happened in"
+    assert f"handling {html.escape(v['handling'])}" in render_html(doc)
+    bad = dict(doc, violations=[dict(v, at="soon")])
+    with pytest.raises(ReportError, match="'at' must be a number"):
+        render_html(bad)

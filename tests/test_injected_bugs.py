@@ -108,7 +108,10 @@ def _row(budget: int, expected: str, caught_by: str, seconds: float) -> Seeded:
 MEASURED_ON = "0.3.17"
 
 #: bug -> budget, invariant expected.  Measured on pysyncobj 0.3.17, Hypothesis 6.170.17, CPython 3.11,
-#: harness at commit 98738e3, default cluster sizes (3-5 nodes).
+#: harness at commit 98738e3, default cluster sizes (3-5 nodes).  The vote bugs were re-measured (and
+#: candidate_gives_vote added) when the machine moved to the stream checker, which sees their first
+#: symptom, the second vote, when it is granted: vote_twice was caught at budget 40 and restart_at_term_zero
+#: at 100, both by election_safety, when the checker only saw the nodes at the end of each step.
 SEEDED: Dict[str, Seeded] = {
     # name:                       _row(budget, expected, caught by (measured), seconds (measured))
     "vote_stale_log":             _row(2, "leader_completeness", "leader_completeness state_machine_safety", 0.4),
@@ -116,10 +119,11 @@ SEEDED: Dict[str, Seeded] = {
     "no_truncate":                _row(6, "log_matching", "log_matching state_machine_safety", 0.6),
     "leader_ignores_higher_term": _row(6, "election_safety", "election_safety", 0.6),
     "commit_past_leader":         _row(10, "state_machine_safety", "leader_completeness state_machine_safety", 0.5),
-    "vote_twice":                 _row(40, "election_safety", "election_safety", 1.9),
+    "vote_twice":                 _row(2, "vote_safety", "vote_safety", 0.3),
+    "candidate_gives_vote":       _row(2, "vote_safety", "vote_safety", 0.3),
     "commit_quorum_off_by_one":   _row(50, "state_machine_safety", "leader_completeness state_machine_safety", 2.5),
     "accept_stale_leader":        _row(50, "state_machine_safety", "durability state_machine_safety", 2.6),
-    "restart_at_term_zero":       _row(100, "election_safety", "election_safety log_matching", 4.7),
+    "restart_at_term_zero":       _row(10, "vote_safety", "vote_safety", 0.6),
     "count_stale_votes":          _row(3000, "leader_completeness", "leader_completeness state_machine_safety", 96.8),
 }
 

@@ -80,6 +80,12 @@ def _probe_election_quorum_off_by_one(p: Probe) -> bool:
     return _election_probe(p, 1)  # 2 votes of 4 are not a majority
 
 
+def _probe_candidate_gives_vote(p: Probe) -> bool:
+    p.make(CANDIDATE, 1, "a")  # campaigning in term 1, with its own vote
+    p.receive("b", vote_request(1, 1, 0))  # a rival candidate of the same term
+    return bool(p.sent_to("b", "response_vote"))
+
+
 def _probe_count_stale_votes(p: Probe) -> bool:
     p.make(CANDIDATE, 2, "a")
     p.set("votesCount", 1)
@@ -131,12 +137,32 @@ _LIST = [
             "RequestVote handling forgets to check votedFor: any candidate of the current (or a newer) "
             "term with an up-to-date log gets the vote, even after the node voted for someone else, or "
             "for itself as a candidate.  Two candidates can both collect a majority in one term.  "
-            "Expected symptom: election_safety (two leaders in one term)."),
+            "Expected symptom: vote_safety (the second vote, when it is granted), then election_safety (two "
+            "leaders in one term)."),
         method=ON_MESSAGE,
         old=("                if self.__votedForNodeId is not None:\n"
              "                    return\n"),
         new="                pass  # MUTATION vote_twice: votedFor is not checked\n",
         probe=_probe_vote_twice,
+    ),
+    Mutation(
+        name="candidate_gives_vote",
+        title="A candidate also votes for a rival candidate of its own term",
+        description=(
+            "RequestVote handling treats a vote for itself as no vote: a candidate that already voted for "
+            "itself grants a rival of the same term its vote too, and goes on collecting votes for itself.  "
+            "Each of the two can then reach a majority (in 3 nodes: one with the rival's vote, the other with "
+            "the third node's), so two leaders of one term coexist until the first append_entries of one "
+            "reaches the other, usually a few milliseconds: both append only their no-op, so the logs rarely "
+            "diverge.  Expected symptom: vote_safety (seen when granted), election_safety (the second "
+            "leader, seen when elected); a step-end sample almost never sees either."),
+        method=ON_MESSAGE,
+        old=("                if self.__votedForNodeId is not None:\n"
+             "                    return\n"),
+        new=("                if self.__votedForNodeId is not None and self.__votedForNodeId != self.__selfNode.id:"
+             "  # MUTATION candidate_gives_vote\n"
+             "                    return\n"),
+        probe=_probe_candidate_gives_vote,
     ),
     Mutation(
         name="vote_stale_log",
@@ -321,7 +347,8 @@ _LIST = [
             "SyncObj.__init__ ignores the term and vote the journal saved: every restart starts at term 0 "
             "with no vote, as pysyncobj did before 0.3.16 (FINDINGS.md #4).  A node can vote twice in "
             "one term and help elect a leader that lacks committed entries.  Needs crashes and restarts.  "
-            "Expected symptom: election_safety / state_machine_safety / leader_completeness."),
+            "Expected symptom: vote_safety (a vote in a term it had voted in before the crash: the release "
+            "stores votes), election_safety / state_machine_safety / leader_completeness."),
         method="__init__",
         old=("    self.__raftCurrentTerm = max(self.__raftLog.getCurrentTerm(), self.__getCurrentLogTerm())\n"
              "    self.__votedForNodeId = self.__raftLog.getVotedForNodeId()\n"),

@@ -20,11 +20,18 @@ from harness.state import Entry, NodeState
 
 @dataclasses.dataclass(frozen=True)
 class Violation:
+    """A broken property.  A stream checker (:mod:`harness.check.stream`) also says which event broke it:
+    its virtual time ``at``, the ``node`` it happened on and what that node was ``handling`` (the
+    message, e.g. ``append_entries #812 n3->n1``, or a tick); a step-end check leaves them None."""
+
     invariant: str
     message: str
     nodes: Tuple[str, ...] = ()
     terms: Tuple[int, ...] = ()
     indexes: Tuple[int, ...] = ()
+    at: Optional[float] = None
+    node: Optional[str] = None
+    handling: Optional[str] = None
 
     def __str__(self) -> str:
         where = []
@@ -34,7 +41,11 @@ class Violation:
             where.append("terms " + ", ".join(map(str, self.terms)))
         if self.indexes:
             where.append("indexes " + ", ".join(map(str, self.indexes)))
-        return f"{self.invariant}: {self.message}" + (f" ({'; '.join(where)})" if where else "")
+        text = f"{self.invariant}: {self.message}" + (f" ({'; '.join(where)})" if where else "")
+        if self.at is not None:
+            text += f" at t={self.at:.6f}" + (f" on {self.node}" if self.node else "") + \
+                (f" handling {self.handling}" if self.handling else "")
+        return text
 
 
 class SafetyViolation(AssertionError):
@@ -343,33 +354,60 @@ class NoNodeErrors(Invariant):
 
 
 class SafetyChecker:
-    """Every safety invariant over one run; call :meth:`step` after each step of the run."""
+    """Every safety invariant over one run; call :meth:`step` after each step of the run.
 
-    def __init__(self) -> None:
-        self.logs = LogHistory()
-        self.durability = Durability(self.logs)
+    ``stream=False`` judges the node states sampled at the end of each step.
+    ``stream=True`` judges every event the cluster recorded during the step
+    (``Cluster(record_events=True)``, :mod:`harness.check.stream`): the same
+    properties, plus ``vote_safety``, each checked at the instant it could
+    break, and reported with the event that broke it.
+    """
+
+    def __init__(self, stream: bool = False) -> None:
+        self.stream = stream
         self.node_errors = NoNodeErrors()
-        self.invariants: List[Invariant] = [
-            ElectionSafety(),
-            LogMatching(self.logs),
-            StateMachineSafety(self.logs),
-            LeaderCompleteness(self.logs),
-            self.durability,
-            self.node_errors,
-        ]
+        if stream:
+            from harness.check import stream as _stream  # it builds on this module
+
+            self.logs: LogHistory = _stream.StreamHistory()
+            self.durability = Durability(self.logs)
+            self.invariants: List[Invariant] = [*_stream.stream_invariants(self.logs), self.durability,
+                                                self.node_errors]
+            self._handlers = _stream.dispatch([self.logs] + [i for i in self.invariants
+                                                             if isinstance(i, _stream.StreamInvariant)])
+        else:
+            self.logs = LogHistory()
+            self.durability = Durability(self.logs)
+            self.invariants = [
+                ElectionSafety(),
+                LogMatching(self.logs),
+                StateMachineSafety(self.logs),
+                LeaderCompleteness(self.logs),
+                self.durability,
+                self.node_errors,
+            ]
         self.steps = 0
 
     def step(self, states: Sequence[NodeState], completed: Iterable[Operation] = (),
-             node_errors: Optional[Sequence] = None) -> None:
+             node_errors: Optional[Sequence] = None, events: Optional[Sequence] = None) -> None:
         """Check one step; raises :class:`SafetyViolation` listing everything it broke.
 
         ``node_errors`` is the cluster's whole (growing) list of NodeErrors; None keeps the last one.
+        ``events``: what the cluster recorded during the step (``Cluster.take_events()``), required by a
+        stream checker and refused by a sampling one.
         """
+        if (events is not None) != self.stream:
+            raise ValueError("a SafetyChecker(stream=True) needs the step's events, a sampling one takes none")
         self.steps += 1
         self.durability.acknowledge(completed)
         if node_errors is not None:
             self.node_errors.errors = node_errors
         violations: List[Violation] = []
+        if events:
+            handlers = self._handlers
+            for e in events:
+                for handle in handlers.get(type(e), ()):
+                    handle(e, violations)
         for inv in self.invariants:
             violations.extend(inv.check(states))
         if violations:

@@ -99,11 +99,14 @@ class RaftMachine(RuleBasedStateMachine):
     liveness_timeout = 60.0
     max_voters = 7
     max_readonly = 2
+    #: Judge every event the cluster records (harness.check.stream) rather than the states sampled at
+    #: the end of each step; False for a machine whose cluster records none (or to compare the two).
+    stream_checks = True
 
     def __init__(self) -> None:
         super().__init__()
         self.cluster: Optional[Cluster] = None
-        self.checker = SafetyChecker()
+        self.checker = SafetyChecker(stream=self.stream_checks)
         self._cursor = 0
         self._next_value = 0
         self._holds: List[HoldFilter] = []
@@ -137,7 +140,8 @@ class RaftMachine(RuleBasedStateMachine):
     # --- setup and the safety net ------------------------------------------------------------
     @initialize(nodes=st.integers(*stats.node_range()), seed=st.integers(0, 2 ** 16))
     def start_cluster(self, nodes: int, seed: int) -> None:
-        self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class, **self.pysyncobj_conf)
+        self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class,
+                               record_events=self.stream_checks, **self.pysyncobj_conf)
         if self.recorder.detailed:
             self.cluster.record_messages()
         note(f"cluster size {nodes}")
@@ -168,15 +172,17 @@ class RaftMachine(RuleBasedStateMachine):
 
     @invariant()
     def raft_safety(self) -> None:
-        """Election safety, log matching, leader completeness, state machine safety, durability,
-        no exception inside a node: see :mod:`harness.check.invariants`."""
+        """Election safety, vote safety, log matching, leader completeness, state machine safety,
+        durability, no exception inside a node: see :mod:`harness.check.stream` (judged on every event of
+        the step) and :mod:`harness.check.invariants`."""
         if self.cluster is None:
             return
         completed, self._cursor = self.cluster.history.completed_since(self._cursor)
         states = self.cluster.observe()
+        events = self.cluster.take_events() if self.checker.stream else None
         self.recorder.end(self.cluster, states)
         try:
-            self.checker.step(states, completed, self.cluster.node_errors)
+            self.checker.step(states, completed, self.cluster.node_errors, events)
         except SafetyViolation as v:
             self._fail(SafetyViolation(v.violations, describe(self.cluster)))
         self._note_milestones(states)

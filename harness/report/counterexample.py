@@ -67,6 +67,11 @@ def validate(doc: Any, where: str = "report") -> None:
         raise ReportError(f"{where}: not a counterexample report (no steps recorded)")
     if not isinstance(doc["violations"], list):
         raise ReportError(f"{where}: not a counterexample report ('violations' must be a list)")
+    for v in doc["violations"]:
+        at = v.get("at") if isinstance(v, dict) else None
+        if at is not None and (isinstance(at, bool) or not isinstance(at, (int, float))):
+            raise ReportError(f"{where}: not a counterexample report (a violation's 'at' must be a number, "
+                              f"got {at!r})")
 
 
 
@@ -85,12 +90,14 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
 
     Holds what a reader or ``replay`` needs: the steps as data and as code,
     the pysyncobj version and the patches installed on it, channel model and
-    seed, the broken property, and per
+    seed, the broken property (with, from a stream checker, the time, node and message of the
+    event that broke it), and per
     step the node states, the messages delivered and the trace digest.
     """
     cluster = machine.cluster
     violations = [dict(invariant=v.invariant, message=v.message, nodes=list(v.nodes), terms=list(v.terms),
-                       indexes=list(v.indexes)) for v in getattr(error, "violations", ())]
+                       indexes=list(v.indexes), at=v.at, node=v.node, handling=v.handling)
+                  for v in getattr(error, "violations", ())]
     doc = {
         "format": FORMAT_VERSION,
         "machine": f"{type(machine).__module__}.{type(machine).__qualname__}",

@@ -4,8 +4,9 @@ The page holds the shrunk steps beside a space-time diagram drawn here, in
 Python, as inline SVG: one lane per node, its role (colour) and term (label)
 as observed after each step, messages as arrows from their send to their
 delivery in virtual time, installed filters (partitions, drops, holds...)
-and crashes shaded, and the log entries named by the violation marked where
-they appeared.  Below it, a table of every node's term, role, commit index
+and crashes shaded, the log entries named by the violation marked where
+they appeared, and, for a stream checker's violation, the event that broke the
+property circled at its virtual time on its node's lane.  Below it, a table of every node's term, role, commit index
 and log tail after every step.  No network fetches: CSS, the few lines of
 JavaScript and the SVG are inline, and the output depends only on the JSON
 (the same file renders to the same bytes).
@@ -306,6 +307,25 @@ def render_svg(doc: Dict[str, Any]) -> str:
                   f'font-size="10" '
                   f'font-weight="bold" fill="{VIOLATION_COLOUR}">{idx}@{term}</text>'
                   f'<title>{_e(n)} holds entry {idx}@{term} after #{c.index}</title></g>')
+    # the events that broke the properties (stream checkers): a marker at that time on that node's lane
+    marked = set()
+    for v in doc.get("violations") or ():
+        node, at = v.get("node"), v.get("at")
+        if node is None or at is None or str(node) not in lane or not cols:
+            continue
+        node, at = str(node), float(at)
+        col = next((c for c in reversed(cols) if c.start <= at), cols[0])
+        cx, cy = col.at(at), lane[node]
+        if (node, _f(cx)) in marked:
+            continue
+        marked.add((node, _f(cx)))
+        handling = f" handling {v['handling']}" if v.get("handling") else ""
+        w(f'<g class="violation-event" data-node="{_e(node)}" data-at="{at:.6f}" data-step="{col.index}">'
+          f'<circle cx="{_f(cx)}" cy="{_f(cy)}" r="7" fill="none" stroke="{VIOLATION_COLOUR}" stroke-width="3"/>'
+          f'<line x1="{_f(cx)}" y1="{_f(cy - BAND_H)}" x2="{_f(cx)}" y2="{_f(cy + BAND_H)}" '
+          f'stroke="{VIOLATION_COLOUR}" stroke-width="2"/>'
+          f'<title>{_e(v.get("invariant"))} broken on {_e(node)} at t={at:.6f}{_e(handling)}: '
+          f'{_e(v.get("message"))}</title></g>')
     if cols:
         end_x = cols[-1].x + cols[-1].w
         names = sorted({str(v.get("invariant")) for v in doc.get("violations") or ()}) or [str(doc.get("error"))]
@@ -400,7 +420,7 @@ def _legend(doc: Dict[str, Any]) -> str:
              (ROLE_COLOURS["follower"], "follower"), (READONLY_COLOUR, "read-only follower"),
              (CRASHED_COLOUR, "crashed"), (FAULT_COLOURS["partition"], "partitioned / isolated"),
              (FAULT_COLOURS["filter"], "other filters (drop, delay, hold...)"),
-             (VIOLATION_COLOUR, "entries of the violation")]
+             (VIOLATION_COLOUR, "entries of the violation; circled: the event that broke it")]
     items += [(_message_colour(k), f"&#8594; {_e(k)}") for k in kinds]
     return '<div class="legend">' + "".join(
         f'<span><span class="sw" style="background:{c}"></span>{label}</span>' for c, label in items) + "</div>"
@@ -476,6 +496,9 @@ def render_html(doc: Dict[str, Any]) -> str:
         for key in ("nodes", "indexes", "terms"):
             if v.get(key):
                 extra.append(f"{key} {', '.join(map(str, v[key]))}")
+        if v.get("at") is not None:
+            extra.append(f"at t={float(v['at']):.6f}" + (f" on {v['node']}" if v.get("node") else "")
+                         + (f" handling {v['handling']}" if v.get("handling") else ""))
         parts.append(f'<li><b>{_e(v.get("invariant"))}</b>: {_e(v.get("message"))}'
                      + (f' <span class="meta">({_e("; ".join(extra))})</span>' if extra else "") + "</li>")
     parts.append("</ul>")

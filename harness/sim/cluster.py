@@ -18,43 +18,32 @@ and the calls made on it.
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 import shutil
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from pysyncobj import FAIL_REASON, SyncObjConf
+from pysyncobj import SyncObjConf
 
 from harness.util import node_dir_base, owned_dir
 
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
 from harness.contract import ClusterBase, NodeError
+from harness.adapter.events import EventTap
 from harness.sim.events import EventQueue
 from harness.wire.filters import Filter, FilterFactory
 from harness.wire.messages import Envelope
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
 from harness.sim.network import SimNetwork, SimNode
+from harness.check.events import Event
 from harness.state import NodeState
+from harness.sim.membership import Membership, MembershipChange
 from harness.sim.storage import StorageFaults
 
 __all__ = ["Cluster", "MembershipChange", "NodeError"]
-
-
-@dataclasses.dataclass
-class MembershipChange:
-    """One proposed membership change (``add_node``/``remove_node``) and how it ended."""
-
-    kind: str  # "add" or "remove"
-    node: str
-    via: str
-    invoke: float
-    complete: Optional[float] = None
-    outcome: str = PENDING
-    reason: Optional[str] = None
 
 
 class _Slot:
@@ -75,7 +64,7 @@ class _Slot:
         self.member = False
 
 
-class Cluster(ClusterBase):
+class Cluster(Membership, ClusterBase):
     """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
 
     #: SyncObjConf settings the harness owns: key -> why it cannot be set.
@@ -92,7 +81,7 @@ class Cluster(ClusterBase):
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
-                 **pysyncobj_conf: Any) -> None:
+                 record_events: bool = False, **pysyncobj_conf: Any) -> None:
         self._check_cluster_args(nodes, seed, network)
         self._conf = self._check_pysyncobj_conf(pysyncobj_conf, self._FORBIDDEN_CONF, self._DEFAULT_CONF)
         self.seed = seed
@@ -113,6 +102,8 @@ class Cluster(ClusterBase):
         self._root: Optional[Path] = None
         self.storage: Optional[StorageFaults] = None  # storage failpoints, see harness.sim.storage
         self._closed = False
+        # record_events: every node's changes as they happen, for take_events() (harness.adapter.events)
+        self._tap: Optional[EventTap] = EventTap(self._clock.now) if record_events else None
         _clock.acquire()
         try:
             self._root = owned_dir(base_dir or node_dir_base())
@@ -174,7 +165,10 @@ class Cluster(ClusterBase):
         except Exception:
             self._record_error(node_id, "starting", traceback.format_exc())
             raise
-        compat.watch_journal(obj)
+        if self._tap is None:
+            compat.watch_journal(obj)
+        else:
+            self._tap.attach(node_id, slot.incarnation, obj)  # its journal wrapper is a WatchedJournal too
         self.storage.attach(node_id, obj)
         slot.obj = obj
         self._net.node_up(node_id)
@@ -187,10 +181,19 @@ class Cluster(ClusterBase):
 
     def _run_on(self, node_id: str, activity: str, thunk: Callable[[], None]) -> None:
         """Run pysyncobj code for one node; an exception becomes a NodeError, never escapes or hides."""
+        tap = self._tap
+        if tap is not None:
+            env = self._net.delivering
+            if env is not None and env.dst == node_id and not tap.active:
+                saved = tap.begin("message", env)
+            else:
+                saved = tap.begin(activity)
         try:
             thunk()
         except Exception:
             self._record_error(node_id, activity, traceback.format_exc())
+        if tap is not None:
+            tap.end(node_id, saved)
         self._net.flush(node_id)
 
     def _schedule_tick(self, slot: _Slot, at: float) -> None:
@@ -204,10 +207,16 @@ class Cluster(ClusterBase):
     def _tick(self, slot: _Slot) -> None:
         obj = slot.obj
         self.stats["ticks"] += 1
+        tap = self._tap
+        if tap is not None:
+            env = self._net.delivering  # the tick pysyncobj runs as soon as a message arrived
+            saved = tap.begin("tick", env if env is not None and env.dst == slot.id else None)
         try:  # _run_on inlined: this is the hottest path of the simulation
             obj.doTick(0.0)
         except Exception:
             self._record_error(slot.id, "tick", traceback.format_exc())
+        if tap is not None:
+            tap.end(slot.id, saved)
         self._net.flush(slot.id)
         if slot.obj is obj:
             self._schedule_tick(slot, self._clock.now() + self.tick_interval)
@@ -315,6 +324,13 @@ class Cluster(ClusterBase):
         if self._net.log is not None:
             self._net.log = []
         return log
+
+    def take_events(self) -> List[Event]:
+        """Every node's events (harness.check.events) since the last call, in the order they happened;
+        needs ``record_events=True``."""
+        if self._tap is None:
+            raise RuntimeError("this Cluster records no events: build it with record_events=True")
+        return self._tap.take()
 
     def filters(self, node_id: str) -> Tuple[List[Filter], List[Filter]]:
         """(send chain, receive chain) currently installed on ``node_id``."""
@@ -434,6 +450,8 @@ class Cluster(ClusterBase):
             raise ValueError(f"node_id {node_id!r} is already crashed")
         compat.close_files(slot.obj)
         self.storage.on_crash(node_id)
+        if self._tap is not None:
+            self._tap.detach(node_id)
         slot.obj = None
         slot.timer_gen += 1
         self._net.node_down(node_id)
@@ -458,76 +476,6 @@ class Cluster(ClusterBase):
             raise ValueError(f"node_id {node_id!r} is crashed; restart it first")
         slot.obj.forceLogCompaction()
         self.stats["snapshots_forced"] += 1
-
-    # --- membership ------------------------------------------------------------------------
-    def _next_id(self, prefix: str) -> str:
-        n = 1
-        while f"{prefix}{n}" in self._slots:
-            n += 1
-        return f"{prefix}{n}"
-
-    def _change_membership(self, kind: str, node_id: str, via: Optional[str]) -> MembershipChange:
-        via = via or self.leader()
-        if via is None:
-            raise ValueError("membership changes go through the leader, and there is none; wait_leader() first")
-        obj = self._slot(via, "via").obj
-        change = MembershipChange(kind, node_id, via, self.now)
-        self.membership_changes.append(change)
-
-        def on_result(result: Any, error: int) -> None:
-            change.complete = self.now
-            if error == FAIL_REASON.SUCCESS:
-                change.outcome = OK
-                if kind == "remove":
-                    self._retire(node_id)
-                else:
-                    self._slots[node_id].member = True
-            else:
-                change.outcome, change.reason = self._failure_outcome(error)
-                if kind == "add" and change.outcome == FAILED:
-                    self._retire(node_id)  # never appended (or discarded): it will never be a member
-
-        call = obj.addNodeToCluster if kind == "add" else obj.removeNodeFromCluster
-        with self._active():
-            self._run_on(via, f"{kind} node {node_id}", lambda: call(SimNode(node_id), callback=on_result))
-        return change
-
-    def _members(self) -> List[str]:
-        return [i for i in self.voter_ids if self._slots[i].member]
-
-    def _retire(self, node_id: str) -> None:
-        slot = self._slots[node_id]
-        if slot.obj is not None:
-            compat.close_files(slot.obj)
-            slot.obj = None
-        slot.removed = True
-        self._net.forget(node_id)
-
-    def add_node(self, via: Optional[str] = None) -> str:
-        """Start a new voter and propose adding it through the leader; returns its id."""
-        node_id = self._next_id("n")
-        peers = self._members()
-        with self._active():
-            self._new_slot(node_id, voter=True)
-            self._apply_factories(node_id)
-            self._start(node_id, peers)
-        self._change_membership("add", node_id, via)
-        return node_id
-
-    def remove_node(self, node_id: str, via: Optional[str] = None) -> MembershipChange:
-        """Propose removing voter ``node_id``; once committed the node is stopped and forgotten."""
-        if not self._slot(node_id).voter:
-            raise ValueError(f"node_id {node_id!r} is read-only; only voters can be removed")
-        return self._change_membership("remove", node_id, via)
-
-    def add_readonly_node(self) -> str:
-        """Start a read-only node (a learner) that replicates the log but never votes."""
-        node_id = self._next_id("r")
-        with self._active():
-            self._new_slot(node_id, voter=False)
-            self._apply_factories(node_id)
-            self._start(node_id, self._members())
-        return node_id
 
     def _apply_factories(self, node_id: str) -> None:
         """A node joining later gets its share of every cluster-wide fault still installed."""

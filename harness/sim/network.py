@@ -147,6 +147,7 @@ class SimNetwork:
         self.dropped = 0
         self.recent: Deque[Tuple[float, Envelope]] = collections.deque(maxlen=recent)
         self.log: Optional[List[Dict[str, Any]]] = None  # every delivery, when a recorder wants them
+        self.delivering: Optional[Envelope] = None  # the message being handled (and the tick right after it)
 
     # --- nodes -----------------------------------------------------------------------------
     def register(self, node_id: str, voter: bool) -> None:
@@ -409,9 +410,11 @@ class SimNetwork:
         if self.log is not None:
             self.log.append({"seq": env.seq, "src": env.src, "dst": env.dst, "kind": env.kind,
                              "sent": env.sent_at, "delivered": now, "term": message.get("term")})
+        self.delivering = env
         self._run_on(env.dst, f"handling {env.kind} from {env.src}",
                      lambda: transport._onMessageReceived(SimNode(env.src), message))
         self._on_delivered(env.dst)
+        self.delivering = None
 
     def trace_digest(self) -> str:
         """Hash of every delivered message with its time, in delivery order."""

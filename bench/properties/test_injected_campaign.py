@@ -1,0 +1,44 @@
+"""A fuzzing campaign against an injected bug, to measure how fast ``raft-harness fuzz`` finds it.
+
+``RAFT_HARNESS_INJECT`` names the injected bugs (``harness.adapter.injected_bugs.INJECTED_BUGS``,
+comma-separated) installed for every example, and ``RAFT_HARNESS_STREAM_CHECKS=0``
+switches the machine back to the checker that only samples the nodes at the end
+of each step, so the same campaign can be run with either checker::
+
+    RAFT_HARNESS_INJECT=candidate_gives_vote RAFT_HARNESS_STREAM_CHECKS=0 \\
+        raft-harness fuzz --properties bench/properties/test_injected_campaign.py \\
+        --known-fixes --budget 60s --workers 2 --seed 1
+
+It lives below a ``properties/`` directory so that ``--known-fixes`` patches it
+too, and outside ``properties/`` itself so that ordinary campaigns and CI never
+run it.
+"""
+import os
+
+import pytest
+
+from harness.adapter.patching import inject
+from harness.environment import INJECT_ENV, STREAM_CHECKS_ENV
+from harness.fuzz.machine import RaftMachine
+from harness.fuzz.shards import shard_cases
+
+INJECT = tuple(name for name in os.environ.get(INJECT_ENV, "").split(",") if name)
+
+
+class InjectedCampaign(RaftMachine):
+    """The fifo RaftMachine, with the checker chosen by RAFT_HARNESS_STREAM_CHECKS (default: the stream one)."""
+
+    network = "fifo"
+    stream_checks = os.environ.get(STREAM_CHECKS_ENV, "1") != "0"
+
+
+@pytest.fixture(autouse=True)
+def _injected_bug():
+    if not INJECT:
+        yield
+        return
+    with inject(*INJECT):
+        yield
+
+
+globals().update((name, pytest.mark.fifo(case)) for name, case in shard_cases(InjectedCampaign))

@@ -1,0 +1,63 @@
+"""Recorded state-machine runs (``tests/cases/*.json``) replayed as the fuzzer ran them, with the checker of today.
+
+* ``false-positive-compacted-mirror``: the step-end checker reported
+  ``state_machine_safety: index 4 committed as 4@2 on n3 but as 4@1 on n1``.
+  It was the checker's mistake: n1, an isolated leader of term 1, held its
+  own uncommitted 4@1..7@1 at commit 3; one append_entries after the heal
+  replaced them by 4@2..8@2 and set commit 8, and the next step's forced
+  snapshot compacted n1's log to 7..9 before the checker looked, so its copy
+  of n1's log, unable to re-read 4..6, judged the stale 4@1 committed.  The
+  stream checker judges each entry as the node's log held it when the commit
+  index passed it, so the run passes.
+* ``dump-write-failure-commits-stale-entry``: a real pysyncobj bug under
+  investigation (a failed write of a received snapshot chunk, and the chunk's
+  commit index applied to the node's own stale log).  It must keep failing,
+  and the violation now names the message that broke it.
+
+Both were recorded on pysyncobj 0.3.17 with the known fixes installed; other
+releases run other code, so they are skipped there.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from harness.adapter.observe import VERSION
+from harness.adapter.patching import inject
+from harness.fuzz.replay import load_machine
+
+CASES = Path(__file__).resolve().parent / "cases"
+
+
+def _replay(case: str):
+    doc = json.loads((CASES / f"{case}.json").read_text())
+    if doc["pysyncobj_version"] != VERSION:
+        pytest.skip(f"{case} was recorded on pysyncobj {doc['pysyncobj_version']}, this is {VERSION}")
+    cls = load_machine(doc["machine"])
+    assert cls is not None, doc["machine"]
+    logging.disable(logging.CRITICAL)  # pysyncobj logs the injected I/O errors
+    try:
+        with inject(*doc["patches"]):
+            return cls.replay(doc["steps"])
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_the_compacted_mirror_false_positive_replays_as_passing():
+    run = _replay("false-positive-compacted-mirror")
+    assert not run.failed, run.headline
+    assert len(run.digests) == 16  # 15 steps and the teardown: the whole recording ran
+
+
+def test_the_dump_write_failure_still_breaks_state_machine_safety_at_the_snapshot_chunk():
+    run = _replay("dump-write-failure-commits-stale-entry")
+    assert run.failed, "the recorded pysyncobj bug no longer shows"
+    violations = run.error.violations
+    assert "state_machine_safety" in {v.invariant for v in violations}
+    first = violations[0]
+    assert (first.invariant, first.node) == ("state_machine_safety", "n2"), first
+    assert first.at is not None and first.handling.startswith("snapshot #"), first
+    assert "committed as 4@2" in first.message and "but as 4@1 on n2" in first.message
