@@ -9,9 +9,10 @@ valid while node ids stay readable.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from hypothesis import event, strategies as st
 from hypothesis.control import currently_in_test_context
@@ -28,6 +29,7 @@ from harness.check.linearizability import Model, check_linearizable
 from harness.wire.messages import MESSAGE_TYPES
 from harness.fuzz.recording import Recorder
 from harness.fuzz import stats
+from harness.adapter.patching import installed as installed_patches
 from harness.environment import REPORT_ENV
 from harness.report.counterexample import write_counterexample
 from harness.report.text import describe
@@ -73,6 +75,24 @@ def _record_rules(cls: type) -> None:
             if r is not None:
                 r.function = _recorded(r.function)
                 setattr(cls, name, _recorded(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """The last property a machine broke in this process, as data: what triage and the minimiser need.
+
+    Hypothesis replays the shrunk example last before it reports, so after a failing test this is the
+    shrunk counterexample's record (see harness.fuzz.outcomes).
+    """
+
+    machine: type
+    steps: List[Dict[str, Any]]
+    patches: Tuple[str, ...]
+    invariants: Tuple[str, ...]
+
+
+#: Set by every failing example; read (and cleared) by the pytest plugin when a test fails.
+last_failure: Optional[Failure] = None
 
 
 class RaftMachine(RuleBasedStateMachine):
@@ -164,6 +184,10 @@ class RaftMachine(RuleBasedStateMachine):
 
     def _fail(self, exc: AssertionError) -> None:
         self._failed = True
+        global last_failure
+        last_failure = Failure(type(self), self.recorder.to_json(), tuple(installed_patches()),
+                               tuple(sorted({v.invariant for v in getattr(exc, "violations", ())}))
+                               or (type(exc).__name__,))
         if self.recorder.detailed:
             self.recorder.end(self.cluster, [self.cluster.state(i) for i in self.cluster.node_ids])
         if self.report_dir:
