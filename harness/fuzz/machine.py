@@ -138,6 +138,8 @@ class RaftMachine(RuleBasedStateMachine):
     @initialize(nodes=st.integers(*stats.node_range()), seed=st.integers(0, 2 ** 16))
     def start_cluster(self, nodes: int, seed: int) -> None:
         self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class, **self.pysyncobj_conf)
+        # A CRITICAL line from pysyncobj is evidence: an event of the example, in the campaign statistics too.
+        self.cluster.pysyncobj_log.on_critical = lambda line: note(f"pysyncobj critical: {line.gist}")
         if self.recorder.detailed:
             self.cluster.record_messages()
         note(f"cluster size {nodes}")

@@ -28,7 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from pysyncobj import FAIL_REASON, SyncObjConf
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 
 from harness.environment import NODE_DIR_ENV
 
@@ -39,6 +39,7 @@ from harness.wire.filters import Filter, FilterFactory, IsolationFilterFactory, 
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
 from harness.sim.network import NETWORK_MODELS, SimNetwork, SimNode
+from harness.sim.pysyncobj_log import PysyncobjLog
 from harness.state import NodeState, crashed_state
 from harness.sim.storage import StorageFaults
 
@@ -176,33 +177,10 @@ class Cluster(_CommonApi):
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
                  **pysyncobj_conf: Any) -> None:
-        if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
-            raise ValueError(f"nodes must be an int in [1, {MAX_NODES}], got {nodes!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        if network not in NETWORK_MODELS:
-            raise ValueError(f"network must be one of {list(NETWORK_MODELS)}, got {network!r}")
-        for forbidden, why in (("autoTick", "the harness ticks nodes itself"),
-                               ("useFork", "a forked dump writer is nondeterministic"),
-                               ("journalFile", "the harness gives every node its own files"),
-                               ("fullDumpFile", "the harness gives every node its own files")):
-            if forbidden in pysyncobj_conf:
-                raise ValueError(f"{forbidden} cannot be set: {why}")
+        self._conf = self.check_arguments(nodes, seed, network, node_class, pysyncobj_conf)
         self.seed = seed
         self.network_model = network
         self._node_class = node_class
-        self._conf = dict(dynamicMembershipChange=True, logCompactionMinEntries=10 ** 9,
-                          logCompactionMinTime=10 ** 9)
-        unknown = sorted(set(pysyncobj_conf) - _CONF_KEYS)
-        if unknown:
-            raise ValueError(f"unknown pysyncobj setting(s) {unknown}; SyncObjConf takes {sorted(_CONF_KEYS)}")
-        self._conf.update(pysyncobj_conf)
-        try:  # bad pysyncobj settings fail here, not inside a node
-            SyncObjConf(**self._conf).validate()
-        except AssertionError:
-            raise ValueError(f"pysyncobj settings {sorted(pysyncobj_conf)} are rejected by "
-                             f"SyncObjConf.validate() (e.g. raftMinTimeout must be < raftMaxTimeout), "
-                             f"got {pysyncobj_conf!r}") from None
         self.tick_interval = float(self._conf.get("autoTickPeriod", 0.05))
         self._clock = _clock.VirtualClock(read_step=read_step)
         self._node_rng = random.Random(seed)
@@ -210,7 +188,6 @@ class Cluster(_CommonApi):
         self._events = EventQueue()
         self._slots: Dict[str, _Slot] = {}
         self._factories: List[FilterFactory] = []
-        self._running = False
         self.history = History()
         self.membership_changes: List[MembershipChange] = []
         self.node_errors: List[NodeError] = []
@@ -218,8 +195,12 @@ class Cluster(_CommonApi):
         self._root: Optional[Path] = None
         self.storage: Optional[StorageFaults] = None  # storage failpoints, see harness.sim.storage
         self._closed = False
+        self._running_node: Optional[str] = None  # the node whose pysyncobj code is executing
+        #: What pysyncobj logged while running this cluster's nodes (see harness.sim.pysyncobj_log).
+        self.pysyncobj_log = PysyncobjLog(lambda: self._running_node, self._clock.now)
         _clock.acquire()
         try:
+            self.pysyncobj_log.open()
             self._root = Path(tempfile.mkdtemp(prefix="raft-harness-", dir=base_dir or _fast_tmp()))
             self.storage = StorageFaults(self._root, self._events.at, self._clock.now, self.crash)
             self._net = SimNetwork(network, self._events, self._clock, self._net_rng, latency,
@@ -234,12 +215,47 @@ class Cluster(_CommonApi):
             self.close()
             raise
 
+    @staticmethod
+    def check_arguments(nodes: Any, seed: Any, network: Any, node_class: Any,
+                        pysyncobj_conf: Dict[str, Any]) -> Dict[str, Any]:
+        """ValueError naming the first bad argument, before anything is started (the ``cluster``
+        fixture of :mod:`harness.fuzz.plugin` reports it as one line); else the nodes' SyncObjConf
+        settings: the harness' defaults updated with ``pysyncobj_conf``."""
+        if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
+            raise ValueError(f"nodes must be an int in [1, {MAX_NODES}], got {nodes!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an int, got {seed!r}")
+        if network not in NETWORK_MODELS:
+            raise ValueError(f"network must be one of {list(NETWORK_MODELS)}, got {network!r}")
+        if not (isinstance(node_class, type) and issubclass(node_class, SyncObj)):
+            raise ValueError(f"node_class must be a pysyncobj.SyncObj subclass (e.g. harness.KVStore), "
+                             f"got {node_class!r}")
+        for forbidden, why in (("autoTick", "the harness ticks nodes itself"),
+                               ("useFork", "a forked dump writer is nondeterministic"),
+                               ("journalFile", "the harness gives every node its own files"),
+                               ("fullDumpFile", "the harness gives every node its own files")):
+            if forbidden in pysyncobj_conf:
+                raise ValueError(f"{forbidden} cannot be set: {why}")
+        conf = dict(dynamicMembershipChange=True, logCompactionMinEntries=10 ** 9, logCompactionMinTime=10 ** 9)
+        unknown = sorted(set(pysyncobj_conf) - _CONF_KEYS)
+        if unknown:
+            raise ValueError(f"unknown pysyncobj setting(s) {unknown}; SyncObjConf takes {sorted(_CONF_KEYS)}")
+        conf.update(pysyncobj_conf)
+        try:  # bad pysyncobj settings fail here, not inside a node
+            SyncObjConf(**conf).validate()
+        except AssertionError:
+            raise ValueError(f"pysyncobj settings {sorted(pysyncobj_conf)} are rejected by "
+                             f"SyncObjConf.validate() (e.g. raftMinTimeout must be < raftMaxTimeout), "
+                             f"got {pysyncobj_conf!r}") from None
+        return conf
+
     # --- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         """Drop every node, delete every temp dir, give pysyncobj its own clock back. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        self.pysyncobj_log.close()
         try:
             for slot in self._slots.values():
                 if slot.obj is not None:
@@ -273,12 +289,15 @@ class Cluster(_CommonApi):
         slot.incarnation += 1
         others = [SimNode(p) for p in sorted(peers)]
         self_node = SimNode(node_id) if slot.voter else None
+        previous, self._running_node = self._running_node, node_id
         try:
             obj = self._node_class(self_node, others, self._node_conf(slot), nodeClass=SimNode,
                                    transportClass=self._net.transport_factory(node_id))
         except Exception:
             self._record_error(node_id, "starting", traceback.format_exc())
             raise
+        finally:
+            self._running_node = previous
         compat.watch_journal(obj)
         self.storage.attach(node_id, obj)
         slot.obj = obj
@@ -292,10 +311,13 @@ class Cluster(_CommonApi):
 
     def _run_on(self, node_id: str, activity: str, thunk: Callable[[], None]) -> None:
         """Run pysyncobj code for one node; an exception becomes a NodeError, never escapes or hides."""
+        previous, self._running_node = self._running_node, node_id
         try:
             thunk()
         except Exception:
             self._record_error(node_id, activity, traceback.format_exc())
+        finally:
+            self._running_node = previous
         self._net.flush(node_id)
 
     def _schedule_tick(self, slot: _Slot, at: float) -> None:
@@ -309,10 +331,12 @@ class Cluster(_CommonApi):
     def _tick(self, slot: _Slot) -> None:
         obj = slot.obj
         self.stats["ticks"] += 1
+        previous, self._running_node = self._running_node, slot.id
         try:  # _run_on inlined: this is the hottest path of the simulation
             obj.doTick(0.0)
         except Exception:
             self._record_error(slot.id, "tick", traceback.format_exc())
+        self._running_node = previous
         self._net.flush(slot.id)
         if slot.obj is obj:
             self._schedule_tick(slot, self._clock.now() + self.tick_interval)
@@ -338,6 +362,11 @@ class Cluster(_CommonApi):
             return stop is not None and stop()
 
     pysyncobj_version = compat.VERSION
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run (nodes gone, temp dir deleted)."""
+        return self._closed
 
     @property
     def now(self) -> float:
