@@ -189,6 +189,9 @@ def cluster(request: pytest.FixtureRequest) -> Iterator["ClusterFactory"]:
     * ``node_class`` defaults to ``harness.KVStore``; it must be a ``pysyncobj.SyncObj`` subclass.  A bad
       argument fails the test with one line naming it.
 
+    The fixture lives for the whole test: inside a Hypothesis ``@given`` test or state machine, open one
+    ``harness.Cluster`` per example instead (``with Cluster(...) as c:``), as RaftMachine does.
+
     Every cluster made is closed after the test, pass or fail, and its node directories deleted.  When the
     test fails, the report gets one ``raft-harness cluster N`` section per cluster: seed, network, virtual
     time, the node table, exceptions inside nodes, the last messages delivered and what pysyncobj logged.
