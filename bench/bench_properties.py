@@ -24,7 +24,7 @@
    wall.  Target: -n 2 / -n 1 >= 1.7.  Also shown: the ratio on in-test seconds
    of the busiest worker (start-up excluded), which worker ran each shard (one
    extra untimed ``-v`` run), and ``-n 2 -m fifo``.  The runs use
-   ``--known-fixes``: a run that finds a bug stops early and leaves its core
+   ``--raft-known-fixes``: a run that finds a bug stops early and leaves its core
    idle, which measures luck rather than throughput, and unmodified pysyncobj
    has bugs the bench profile finds (FINDINGS.md); ``--xdist-unpatched`` runs
    on unmodified pysyncobj anyway.
@@ -324,7 +324,7 @@ def _busiest(in_test: Dict[str, float], worker_of: Dict[str, str]) -> float:
 
 
 def bench_xdist(repeat: int, profile: str, timeout: float, path: str, known_fixes: bool = True) -> dict:
-    common = ("--known-fixes",) if known_fixes else ()
+    common = ("--raft-known-fixes",) if known_fixes else ()
     variants = {"-n 1": (1, common), "-n 2": (2, common), "-n 2 -m fifo": (2, common + ("-m", "fifo"))}
     runs: Dict[str, List[dict]] = {v: [] for v in variants}
     names = list(variants)

@@ -11,7 +11,7 @@ acknowledged, a crash between a dump and the log truncation drops
 acknowledged entries, a full disk leaves a gap in the journal.  They are
 marked ``storage`` and run only on request::
 
-    pytest properties/ --storage
+    pytest properties/ --raft-storage
 
 (shrinking their counterexamples is slow: minutes.)  ``DumpWriteFailureRaft``
 switches only the failpoint pysyncobj survives (its dump writes fail: it
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 from harness.check.invariants import NoNodeErrors, Violation
-from harness.fuzz.shards import shard_cases
+from harness.fuzz.shards import raft_machine_tests
 from harness.fuzz.machine import RaftMachine, note, targets
 from harness.sim.storage import FAILPOINTS
 
@@ -113,18 +113,8 @@ class DumpWriteFailureRaft(storage_rules(("dump_write_fails",))):
     """Only failing dump writes (own snapshots and ones received from the leader)."""
 
 
-def _bounded(machine, marker, share=1.0):
-    """One test case per xdist worker, with ``share`` of the profile's examples between them."""
-    return ((name, marker(case)) for name, case in shard_cases(machine, share=share))
-
-
-# Runs only with --storage (an option conftest.py has to add; until then it is always skipped).
-_storage = pytest.mark.storage
-_opt_in = pytest.mark.skipif("not config.getoption('--storage', default=False)",
-                             reason="storage faults break pysyncobj by design: run with --storage")
-
-for _machine in (StorageFaultRaft, PowerLossRaft):
-    globals().update(_bounded(_machine, lambda cls: _opt_in(_storage(pytest.mark.fifo(cls)))))
-del _machine
+# Marked storage: they run only with --raft-storage.
+raft_machine_tests(StorageFaultRaft, marks=[pytest.mark.storage])
+raft_machine_tests(PowerLossRaft, marks=[pytest.mark.storage])
 # Two fifths of the profile (10 examples with the default one): about a second and a half.
-globals().update(_bounded(DumpWriteFailureRaft, pytest.mark.fifo, share=0.4))
+raft_machine_tests(DumpWriteFailureRaft, share=0.4)

@@ -3,9 +3,10 @@
 The same checks as the simulated machines (``SafetyChecker`` after every step,
 liveness and linearizability at the end), on real sockets in wall-clock time,
 with a few coarse faults: writes, isolation, heal, crash, restart.  Opt-in and
-bounded: ``pytest properties/test_tcp_soak.py --runsoak`` (or
-``RAFT_HARNESS_SOAK=1``); ``RAFT_HARNESS_SOAK_EXAMPLES`` raises the number of
-examples (default 3, 10 steps each, ~10 s per example).
+bounded: the plugin skips tests marked ``soak`` unless run with
+``pytest properties/test_tcp_soak.py --raft-soak`` (or ``RAFT_HARNESS_SOAK=1``);
+``RAFT_HARNESS_SOAK_EXAMPLES`` raises the number of examples (default 3, 10
+steps each, ~10 s per example).
 
 A run depends on real timing, so it does not replay: there is no shrinking and
 no example database.  A failure prints the steps that led to it and the node
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, Phase, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from harness import LivenessViolation, SafetyChecker, SafetyViolation, Violation, check_linearizable
-from harness.environment import SOAK_ENV, SOAK_EXAMPLES_ENV
+from harness.environment import SOAK_EXAMPLES_ENV
 from harness.report.text import describe
 from harness.tcp.cluster import TcpCluster
 
@@ -29,12 +30,6 @@ pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 
 NODES = ("n1", "n2", "n3")
 KEYS = ("a", "b", "c")
-
-
-@pytest.fixture(autouse=True)
-def _opt_in(request):
-    if not (request.config.getoption("--runsoak", default=False) or os.environ.get(SOAK_ENV)):
-        pytest.skip("soak over real sockets: run with --runsoak (or RAFT_HARNESS_SOAK=1)")
 
 
 class TcpSoak(RuleBasedStateMachine):

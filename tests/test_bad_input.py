@@ -31,6 +31,9 @@ def cluster():
     (dict(network="tcp"), r"network must be one of \['fifo', 'unreliable'\], got 'tcp'"),
     (dict(seed="x"), r"seed must be an int, got 'x'"),
     (dict(seed=1.5), r"seed must be an int"),
+    (dict(node_class=dict), r"node_class must be a pysyncobj.SyncObj subclass \(e.g. harness.KVStore\), got "
+                            r"<class 'dict'>"),
+    (dict(node_class="KVStore"), r"node_class must be a pysyncobj.SyncObj subclass"),
     (dict(autoTick=True), r"autoTick cannot be set"),
     (dict(autoTick=False), r"autoTick cannot be set"),
     (dict(useFork=True), r"useFork cannot be set"),

@@ -428,7 +428,7 @@ def test_fuzz_passes_known_fixes_to_the_workers(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "known fixes installed" in r.stdout.splitlines()[1]
     assert "note: --known-fixes patches only tests under a properties/ directory" in r.stdout
-    assert "--known-fixes" in (tmp_path / "report" / "pytest.log").read_text()
+    assert "--raft-known-fixes" in (tmp_path / "report" / "pytest.log").read_text()
 
 
 def test_plain_progress_lines_when_not_a_terminal():

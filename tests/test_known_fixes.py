@@ -57,7 +57,7 @@ def _pytest(tmp_path, *options, body=_PROBE):
 
 
 def test_option_installs_the_fixes_for_properties_only(tmp_path):
-    assert _pytest(tmp_path, "--known-fixes") == [f"PATCHES {list(KNOWN_FIXES)}", "PATCHES []"]
+    assert _pytest(tmp_path, "--raft-known-fixes") == [f"PATCHES {list(KNOWN_FIXES)}", "PATCHES []"]
 
 
 def test_without_the_option_nothing_is_patched(tmp_path):
@@ -82,7 +82,7 @@ def test_patched_runs_keep_their_examples_apart():
 
 
 def test_option_puts_the_profile_database_under_its_own_prefix(tmp_path):
-    lines = _pytest(tmp_path, "--known-fixes", "--hypothesis-profile=dev", body="""
+    lines = _pytest(tmp_path, "--raft-known-fixes", "--hypothesis-profile=raft-dev", body="""
         from hypothesis import settings
 
         def test_database():

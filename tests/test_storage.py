@@ -9,10 +9,8 @@ says so in its docstring; the assertions pin the observed behaviour.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import gzip
-import logging
 import math
 import pickle
 from typing import List, Optional
@@ -71,25 +69,6 @@ class Checked:
         leader = self.c.wait_leader()
         self.check()
         return leader
-
-
-@contextlib.contextmanager
-def pysyncobj_log():
-    """Messages pysyncobj logs at WARNING and above (0.3.11 logs on the root logger, later releases
-    on ``pysyncobj.*`` loggers; both reach the root)."""
-    messages: List[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            messages.append(record.getMessage())
-
-    handler = Keep(logging.WARNING)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        root.removeHandler(handler)
 
 
 def disk_entries(c: Cluster, node: str):
@@ -248,7 +227,8 @@ def test_journal_unflushed_lost_before_any_writeback_leaves_an_empty_directory()
 
 
 def test_dump_write_fails_raises_eio_and_leaves_the_old_dump():
-    with Cluster(3, seed=2) as c, pysyncobj_log() as log:
+    with Cluster(3, seed=2) as c:
+        log = c.pysyncobj_log  # what pysyncobj logged, per node (harness.sim.pysyncobj_log)
         c.wait_leader()
         c.must_put("k", 1)
         c.storage.enable("dump_write_fails", "n1")
@@ -257,7 +237,7 @@ def test_dump_write_fails_raises_eio_and_leaves_the_old_dump():
         [fault] = injected(c, "dump_write_fails", "n1")
         assert fault.what == f"write to {DUMP_TMP}"
         assert read_bytes(c, "n1", DUMP) is None and read_bytes(c, "n1", DUMP_TMP) == b""
-        assert "Failed to store full dump" in log
+        assert "Failed to store full dump" in log.messages()
         assert c.node_errors == []  # the serializer catches it
 
 
@@ -445,7 +425,8 @@ def test_failed_dump_write_keeps_the_log_and_waits_for_the_next_trigger():
     forced compaction was consumed.  Nothing breaks; the next forced
     compaction after the disk recovers succeeds.
     """
-    with Cluster(3, seed=2) as c, pysyncobj_log() as log:
+    with Cluster(3, seed=2) as c:
+        log = c.pysyncobj_log  # what pysyncobj logged, per node (harness.sim.pysyncobj_log)
         r = Checked(c)
         leader = r.wait_leader()
         for i in range(5):
@@ -454,7 +435,7 @@ def test_failed_dump_write_keeps_the_log_and_waits_for_the_next_trigger():
         c.storage.enable("dump_write_fails", node)
         c.force_snapshot(node)
         r.run_for(1)
-        assert len(injected(c, "dump_write_fails")) == 1 and log.count("Failed to store full dump") == 1
+        assert len(injected(c, "dump_write_fails")) == 1 and log.messages().count("Failed to store full dump") == 1
         assert c.state(node).first_index == 1
         c.storage.disable("dump_write_fails", node)
         r.run_for(2)
@@ -470,7 +451,8 @@ def test_failed_dump_write_is_retried_every_tick_past_the_entry_threshold():
     state again every other tick (one tick fails the write, the next reports FAILED; no back-off:
     ``lastSerializedTime`` only moves on success) and logs a warning each time, until a write
     succeeds.  Safe, but a full pickle of the state every 100 ms."""
-    with Cluster(3, seed=2, logCompactionMinEntries=4) as c, pysyncobj_log() as log:
+    with Cluster(3, seed=2, logCompactionMinEntries=4) as c:
+        log = c.pysyncobj_log  # what pysyncobj logged, per node (harness.sim.pysyncobj_log)
         r = Checked(c)
         leader = r.wait_leader()
         node = followers(c, leader)[0]
@@ -481,7 +463,7 @@ def test_failed_dump_write_is_retried_every_tick_past_the_entry_threshold():
         r.run_for(1)
         tries = len(injected(c, "dump_write_fails")) - start
         assert tries >= 0.4 / c.tick_interval  # one failed dump every other tick
-        assert log.count("Failed to store full dump") >= tries
+        assert log.messages().count("Failed to store full dump") >= tries
         c.storage.disable("dump_write_fails", node)
         r.run_for(0.5)
         assert c.state(node).first_index > 1
@@ -492,7 +474,8 @@ def test_follower_cannot_install_a_snapshot_while_its_dump_writes_fail():
     """dump_write_fails on a follower that needs the leader's snapshot: each transfer fails at its
     first chunk ("Failed to write incoming transition data"), the leader starts over, the follower
     stays behind; it catches up as soon as the writes succeed again."""
-    with Cluster(3, seed=0) as c, pysyncobj_log() as log:
+    with Cluster(3, seed=0) as c:
+        log = c.pysyncobj_log  # what pysyncobj logged, per node (harness.sim.pysyncobj_log)
         r = Checked(c)
         leader = r.wait_leader()
         node = followers(c, leader)[0]
@@ -506,7 +489,7 @@ def test_follower_cannot_install_a_snapshot_while_its_dump_writes_fail():
         r.run_for(3)
         attempts = injected(c, "dump_write_fails", node)
         assert len(attempts) >= 5 and {i.what for i in attempts} == {"write to dump.1.tmp"}
-        assert "Failed to write incoming transition data" in log
+        assert "Failed to write incoming transition data" in log.messages()
         assert c.state(node).last_applied == 1
         c.storage.disable("dump_write_fails", node)
         r.run_for(3)
@@ -526,7 +509,8 @@ def test_torn_dump_leaves_a_restarted_node_that_never_applies_and_spreads_the_te
     its own dump.  No safety invariant fires; only liveness would.  A correct
     implementation would refuse to start or fetch a snapshot from the leader.
     """
-    with Cluster(3, seed=0) as c, pysyncobj_log() as log:
+    with Cluster(3, seed=0) as c:
+        log = c.pysyncobj_log  # what pysyncobj logged, per node (harness.sim.pysyncobj_log)
         r = Checked(c)
         leader = r.wait_leader()
         node, lagging = followers(c, leader)
@@ -540,7 +524,7 @@ def test_torn_dump_leaves_a_restarted_node_that_never_applies_and_spreads_the_te
         c.crash(node)
         c.restart(node)
         r.run_for(1)
-        assert "failed to load full dump" in log
+        assert "failed to load full dump" in log.messages()
         s = c.state(node)
         assert s.first_index > 1 and s.commit_index > s.last_applied == 1
         assert c.node(node).local_get("k") is None
@@ -554,7 +538,7 @@ def test_torn_dump_leaves_a_restarted_node_that_never_applies_and_spreads_the_te
         assert c.node(leader).local_get("q") == 1  # committed and applied elsewhere
         assert c.state(node).last_applied == 1
         assert c.state(lagging).last_index < c.state(node).first_index  # never catches up
-        assert log.count("failed to load full dump") > 5  # every transfer of the torn dump fails
+        assert log.messages().count("failed to load full dump") > 5  # every transfer of the torn dump fails
         with pytest.raises(EOFError):
             load_dump(read_bytes(c, lagging, DUMP))
         assert r.violations == []

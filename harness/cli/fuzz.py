@@ -284,10 +284,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     # One worker runs in the pytest process itself: xdist would only add seconds of start-up.
     xdist = [] if workers == 1 else ["-n", str(workers)]
     cmd = [sys.executable, "-m", "pytest", *paths, *xdist, "-p", "no:logging", "-p", "no:cacheprovider",
-           "-p", "harness.fuzz.workers", f"--hypothesis-profile={args.profile}", f"--network={args.network}",
-           "-q", "-rfE", "--color=no"]
+           "-p", "harness.fuzz.workers", f"--hypothesis-profile={args.profile}", f"--raft-network={args.network}",
+           "-q", "-rfE", "--color=no", "--raft-triage-seconds=0"]  # the campaign names its bugs at the end
     if args.known_fixes:
-        cmd.append("--known-fixes")
+        cmd.append("--raft-known-fixes")
         from harness.fuzz.selection import known_fixes_apply_to
 
         outside = [p for p in paths if not known_fixes_apply_to(Path(p.partition("::")[0]), root)]

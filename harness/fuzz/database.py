@@ -1,10 +1,11 @@
 """An example database seen through a key prefix: one store, separate namespaces.
 
 Hypothesis deletes a saved example when replaying it no longer fails.  Runs
-on pysyncobj patched with the known fixes (``--known-fixes``) and runs on the
-unmodified release therefore must not share keys: each would replay, find
-passing, and delete the other's counterexamples.  ``conftest.py`` puts the
-patched runs under their own prefix of the same database (directory or Redis).
+on pysyncobj patched with the known fixes (``--raft-known-fixes``) and runs on
+the unmodified release therefore must not share keys: each would replay, find
+passing, and delete the other's counterexamples.  The pytest plugin
+(:mod:`harness.fuzz.plugin`) puts the patched runs under their own prefix of
+the same database (directory or Redis).
 """
 from __future__ import annotations
 

@@ -162,6 +162,8 @@ class RaftMachine(RuleBasedStateMachine):
     def start_cluster(self, nodes: int, seed: int) -> None:
         self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class,
                                record_events=self.stream_checks, **self.pysyncobj_conf)
+        # A CRITICAL line from pysyncobj is evidence: an event of the example, in the campaign statistics too.
+        self.cluster.pysyncobj_log.on_critical = lambda line: note(f"pysyncobj critical: {line.gist}")
         if self.recorder.detailed:
             self.cluster.record_messages()
         note(f"cluster size {nodes}")

@@ -26,6 +26,8 @@ def judge(report: Any, strict: bool, triage_seconds: float, minimize_seconds: fl
     failure = take_failure()
     if failure is None or report.when != "call" or not report.failed:
         return None
+    if triage_seconds <= 0:
+        return None
     named = name_failure(failure.machine, failure.steps, failure.patches, failure.invariants,
                          triage_seconds=triage_seconds, minimize_seconds=minimize_seconds)
     verdict, minimized = named.verdict, named.minimized

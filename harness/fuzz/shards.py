@@ -18,13 +18,19 @@ Two details make shards useful rather than redundant:
   so Hypothesis files all shards' failures under one key: a counterexample
   saved by any shard is replayed by all of them, also by a later run with a
   different ``-n``.
+
+In a test module, :func:`raft_machine_tests` is the one line that does it::
+
+    raft_machine_tests(CounterMachine)   # TestCounterMachineShard0, ... in this module
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Iterator, Optional, Tuple
+import sys
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
+import pytest
 from hypothesis import seed, settings
 from hypothesis.stateful import RuleBasedStateMachine
 
@@ -70,3 +76,26 @@ def shard_cases(machine: type, *, share: float = 1.0, shards: Optional[int] = No
         name = f"Test{machine.__name__}Shard{shard}"
         case = type(name, (sub.TestCase,), {"settings": per_shard, "__module__": module or machine.__module__})
         yield name, case
+
+
+def raft_machine_tests(machine: type, shards: Optional[int] = None, *, share: float = 1.0,
+                       marks: Sequence[Any] = (), namespace: Optional[Dict[str, Any]] = None) -> Dict[str, type]:
+    """Put the shard test cases of ``machine`` (:func:`shard_cases`) into the calling module's globals
+    (or ``namespace``) and return them by name.
+
+    Each case is marked with the machine's ``network`` (``fifo`` or ``unreliable``), so the plugin's
+    ``--raft-network`` selects it, and with ``marks`` (e.g. ``[pytest.mark.slow]``).
+    """
+    if namespace is None:
+        namespace = sys._getframe(1).f_globals
+    marks = list(marks)
+    network = getattr(machine, "network", None)
+    if network in ("fifo", "unreliable"):
+        marks.append(getattr(pytest.mark, network))
+    cases = {}
+    for name, case in shard_cases(machine, share=share, shards=shards, module=namespace.get("__name__")):
+        for mark in marks:
+            case = mark(case)
+        cases[name] = case
+    namespace.update(cases)
+    return cases

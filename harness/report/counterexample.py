@@ -91,10 +91,12 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
     Holds what a reader or ``replay`` needs: the steps as data and as code,
     the pysyncobj version and the patches installed on it, channel model and
     seed, the broken property (with, from a stream checker, the time, node and message of the
-    event that broke it), and per
-    step the node states, the messages delivered and the trace digest.
+    event that broke it), per step the node states, the messages delivered and the trace digest,
+    and what pysyncobj itself logged (``pysyncobj_log``: the last lines with virtual time and node,
+    every CRITICAL line, how many older lines were dropped).
     """
     cluster = machine.cluster
+    log = getattr(cluster, "pysyncobj_log", None)
     violations = [dict(invariant=v.invariant, message=v.message, nodes=list(v.nodes), terms=list(v.terms),
                        indexes=list(v.indexes), at=v.at, node=v.node, handling=v.handling)
                   for v in getattr(error, "violations", ())]
@@ -111,6 +113,7 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
                                           nodes=[], terms=[], indexes=[])],
         "details": str(error),
         "steps": machine.recorder.to_json(),
+        "pysyncobj_log": log.to_json() if log is not None else None,
     }
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, REPORT_JSON)

@@ -38,10 +38,28 @@ def recent_messages(cluster: ClusterLike, limit: int = 20) -> str:
     return "\n".join(lines) or "(none)"
 
 
+def pysyncobj_log(cluster, limit: int = 20) -> str:
+    """What pysyncobj itself logged (:mod:`harness.sim.pysyncobj_log`): the first ``limit`` CRITICAL
+    lines, then the last ``limit`` lines; "" if it logged nothing (or the cluster does not capture it)."""
+    log = getattr(cluster, "pysyncobj_log", None)
+    if log is None or not log.total:
+        return ""
+    parts = []
+    if log.critical:
+        shown = log.critical[:limit]
+        parts.append(f"pysyncobj CRITICAL lines, first {len(shown)} of {log.critical_total}:")
+        parts.extend(str(line) for line in shown)
+    tail = list(log.lines)[-limit:]
+    parts.append(f"pysyncobj log, last {len(tail)} of {log.total} lines:")
+    parts.extend(str(line) for line in tail)
+    return "\n".join(parts)
+
+
 def describe(cluster: ClusterLike) -> str:
     """Everything a failure message should carry beyond the broken property itself."""
     patches = installed_patches()
     patched = f" patched with {', '.join(patches)}" if patches else ""
+    logged = pysyncobj_log(cluster)
     return (f"pysyncobj {cluster.pysyncobj_version}{patched}, network={cluster.network_model}, seed={cluster.seed}, "
             f"t={cluster.now:.4f}\n{node_table([cluster.state(i) for i in cluster.node_ids])}\n"
-            f"last messages delivered:\n{recent_messages(cluster)}")
+            f"last messages delivered:\n{recent_messages(cluster)}" + (f"\n{logged}" if logged else ""))

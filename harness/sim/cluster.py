@@ -24,7 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from pysyncobj import SyncObjConf
+from pysyncobj import SyncObj, SyncObjConf
 
 from harness.util import node_dir_base, owned_dir
 
@@ -39,6 +39,7 @@ from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, 
 from harness.kv import KVStore
 from harness.sim.network import SimNetwork, SimNode
 from harness.check.events import Event
+from harness.sim.pysyncobj_log import PysyncobjLog
 from harness.state import NodeState
 from harness.sim.membership import Membership, MembershipChange
 from harness.sim.storage import StorageFaults
@@ -82,8 +83,7 @@ class Cluster(Membership, ClusterBase):
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
                  record_events: bool = False, **pysyncobj_conf: Any) -> None:
-        self._check_cluster_args(nodes, seed, network)
-        self._conf = self._check_pysyncobj_conf(pysyncobj_conf, self._FORBIDDEN_CONF, self._DEFAULT_CONF)
+        self._conf = self.check_arguments(nodes, seed, network, node_class, pysyncobj_conf)
         self.seed = seed
         self.network_model = network
         self._node_class = node_class
@@ -94,7 +94,6 @@ class Cluster(Membership, ClusterBase):
         self._events = EventQueue()
         self._slots: Dict[str, _Slot] = {}
         self._factories: List[FilterFactory] = []
-        self._running = False
         self.history = History()
         self.membership_changes: List[MembershipChange] = []
         self.node_errors: List[NodeError] = []
@@ -104,8 +103,12 @@ class Cluster(Membership, ClusterBase):
         self._closed = False
         # record_events: every node's changes as they happen, for take_events() (harness.adapter.events)
         self._tap: Optional[EventTap] = EventTap(self._clock.now) if record_events else None
+        self._running_node: Optional[str] = None  # the node whose pysyncobj code is executing
+        #: What pysyncobj logged while running this cluster's nodes (see harness.sim.pysyncobj_log).
+        self.pysyncobj_log = PysyncobjLog(lambda: self._running_node, self._clock.now)
         _clock.acquire()
         try:
+            self.pysyncobj_log.open()
             self._root = owned_dir(base_dir or node_dir_base())
             self.storage = StorageFaults(self._root, self._events.at, self._clock.now, self.crash)
             self._net = SimNetwork(network, self._events, self._clock, self._net_rng, latency,
@@ -121,11 +124,23 @@ class Cluster(Membership, ClusterBase):
             raise
 
     # --- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def check_arguments(cls, nodes: Any, seed: Any, network: Any, node_class: Any,
+                        pysyncobj_conf: Dict[str, Any]) -> Dict[str, Any]:
+        """ValueError naming the first bad argument, before anything is started (the ``cluster`` fixture
+        of :mod:`harness.fuzz.plugin` reports it as one line); else the nodes' SyncObjConf settings."""
+        cls._check_cluster_args(nodes, seed, network)
+        if not (isinstance(node_class, type) and issubclass(node_class, SyncObj)):
+            raise ValueError(f"node_class must be a pysyncobj.SyncObj subclass (e.g. harness.KVStore), "
+                             f"got {node_class!r}")
+        return cls._check_pysyncobj_conf(pysyncobj_conf, cls._FORBIDDEN_CONF, cls._DEFAULT_CONF)
+
     def close(self) -> None:
         """Drop every node, delete every temp dir, give pysyncobj its own clock back. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        self.pysyncobj_log.close()
         try:
             for slot in self._slots.values():
                 if slot.obj is not None:
@@ -159,12 +174,15 @@ class Cluster(Membership, ClusterBase):
         slot.incarnation += 1
         others = [SimNode(p) for p in sorted(peers)]
         self_node = SimNode(node_id) if slot.voter else None
+        previous, self._running_node = self._running_node, node_id
         try:
             obj = self._node_class(self_node, others, self._node_conf(slot), nodeClass=SimNode,
                                    transportClass=self._net.transport_factory(node_id))
         except Exception:
             self._record_error(node_id, "starting", traceback.format_exc())
             raise
+        finally:
+            self._running_node = previous
         if self._tap is None:
             compat.watch_journal(obj)
         else:
@@ -188,10 +206,13 @@ class Cluster(Membership, ClusterBase):
                 saved = tap.begin("message", env)
             else:
                 saved = tap.begin(activity)
+        previous, self._running_node = self._running_node, node_id
         try:
             thunk()
         except Exception:
             self._record_error(node_id, activity, traceback.format_exc())
+        finally:
+            self._running_node = previous
         if tap is not None:
             tap.end(node_id, saved)
         self._net.flush(node_id)
@@ -211,10 +232,12 @@ class Cluster(Membership, ClusterBase):
         if tap is not None:
             env = self._net.delivering  # the tick pysyncobj runs as soon as a message arrived
             saved = tap.begin("tick", env if env is not None and env.dst == slot.id else None)
+        previous, self._running_node = self._running_node, slot.id
         try:  # _run_on inlined: this is the hottest path of the simulation
             obj.doTick(0.0)
         except Exception:
             self._record_error(slot.id, "tick", traceback.format_exc())
+        self._running_node = previous
         if tap is not None:
             tap.end(slot.id, saved)
         self._net.flush(slot.id)
@@ -240,6 +263,11 @@ class Cluster(Membership, ClusterBase):
                 action(*args)
             self._clock.advance_to(until)
             return stop is not None and stop()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run (nodes gone, temp dir deleted)."""
+        return self._closed
 
     @property
     def now(self) -> float:
