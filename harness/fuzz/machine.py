@@ -25,7 +25,7 @@ from harness.history import PENDING, UNKNOWN
 from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from harness.kv import KVStore
 from harness.check.linearizability import Model, check_linearizable
-from harness.wire.messages import MESSAGE_TYPES
+from harness.wire.messages import release_message_types
 from harness.fuzz.recording import Recorder
 from harness.fuzz import stats
 from harness.environment import REPORT_ENV
@@ -41,7 +41,7 @@ KEYS = ("a", "b", "c")
 node_ids = st.sampled_from(NODE_IDS)
 targets = st.sampled_from(("leader",) + NODE_IDS)
 directions = st.sampled_from(("send", "recv"))
-message_types = st.sampled_from(sorted(MESSAGE_TYPES - {"timeout_now"}))
+message_types = st.sampled_from(sorted(release_message_types()))
 
 
 def note(what: str) -> None:
@@ -93,6 +93,8 @@ class RaftMachine(RuleBasedStateMachine):
     #: None: each key is a register (``set``/``get``).
     model: Optional[Model] = None
     pysyncobj_conf: Dict[str, Any] = {}
+    #: Options of the simulated cluster itself (e.g. ``old_connections_readable``), see :class:`Cluster`.
+    cluster_options: Dict[str, Any] = {}
     #: Virtual seconds the cluster runs after each rule's action.
     step_time = 0.25
     #: Virtual seconds a healed, fully restarted cluster gets to elect a leader and commit a write.
@@ -137,7 +139,8 @@ class RaftMachine(RuleBasedStateMachine):
     # --- setup and the safety net ------------------------------------------------------------
     @initialize(nodes=st.integers(*stats.node_range()), seed=st.integers(0, 2 ** 16))
     def start_cluster(self, nodes: int, seed: int) -> None:
-        self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class, **self.pysyncobj_conf)
+        self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class, **self.cluster_options,
+                               **self.pysyncobj_conf)
         if self.recorder.detailed:
             self.cluster.record_messages()
         note(f"cluster size {nodes}")

@@ -35,6 +35,7 @@ from harness.util import owned_dir
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
 from harness.sim.events import EventQueue
+from harness.sim.faults import FaultApi
 from harness.wire.filters import Filter, FilterFactory, IsolationFilterFactory, PartitionFilterFactory
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
@@ -90,6 +91,8 @@ class _Slot:
         # the base configuration, so a node whose add is still pending (or whose outcome is unknown)
         # listed there would get votes counted that the log never granted it.
         self.member = False
+        self.clock: Optional[_clock.NodeClock] = None  # its own clock once its rate was skewed
+        self.draining = False  # handling what arrived while it was paused
 
 
 def _check_duration(name: str, value: Any) -> float:
@@ -169,13 +172,13 @@ class _CommonApi:
         self.add_send_filter_factory(IsolationFilterFactory(node_id))
 
 
-class Cluster(_CommonApi):
+class Cluster(_CommonApi, FaultApi):
     """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
-                 **pysyncobj_conf: Any) -> None:
+                 old_connections_readable: bool = False, **pysyncobj_conf: Any) -> None:
         if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
             raise ValueError(f"nodes must be an int in [1, {MAX_NODES}], got {nodes!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -213,6 +216,7 @@ class Cluster(_CommonApi):
         self._running = False
         self.history = History()
         self.membership_changes: List[MembershipChange] = []
+        self.leadership_transfers: List[Any] = []  # harness.sim.faults.LeadershipTransfer
         self.node_errors: List[NodeError] = []
         self.stats: Dict[str, int] = {"ticks": 0, "crashes": 0, "restarts": 0, "snapshots_forced": 0}
         self._root: Optional[Path] = None
@@ -223,7 +227,8 @@ class Cluster(_CommonApi):
             self._root = owned_dir(base_dir or _fast_tmp())
             self.storage = StorageFaults(self._root, self._events.at, self._clock.now, self.crash)
             self._net = SimNetwork(network, self._events, self._clock, self._net_rng, latency,
-                                   reconnect_delay, self._run_on, self._after_delivery)
+                                   reconnect_delay, self._run_on, self._after_delivery,
+                                   old_connections_readable=old_connections_readable)
             ids = [f"n{i}" for i in range(1, nodes + 1)]
             with self._active():
                 for node_id in ids:
@@ -273,12 +278,17 @@ class Cluster(_CommonApi):
         slot.incarnation += 1
         others = [SimNode(p) for p in sorted(peers)]
         self_node = SimNode(node_id) if slot.voter else None
+        if slot.clock is not None:
+            _clock.route(slot.clock.read)
         try:
             obj = self._node_class(self_node, others, self._node_conf(slot), nodeClass=SimNode,
                                    transportClass=self._net.transport_factory(node_id))
         except Exception:
             self._record_error(node_id, "starting", traceback.format_exc())
             raise
+        finally:
+            if slot.clock is not None:
+                _clock.route(self._clock.read)
         compat.watch_journal(obj)
         self.storage.attach(node_id, obj)
         slot.obj = obj
@@ -291,11 +301,19 @@ class Cluster(_CommonApi):
         self.node_errors.append(NodeError(node_id, slot.incarnation, activity, self._clock.now(), tb))
 
     def _run_on(self, node_id: str, activity: str, thunk: Callable[[], None]) -> None:
-        """Run pysyncobj code for one node; an exception becomes a NodeError, never escapes or hides."""
+        """Run pysyncobj code for one node; an exception becomes a NodeError, never escapes or hides.
+        A paused node runs it when it resumes; a node with its own clock reads that one meanwhile."""
+        if self._net.defer(node_id, lambda: self._run_on(node_id, activity, thunk)):
+            return
+        own = self._slots[node_id].clock
+        if own is not None:
+            _clock.route(own.read)
         try:
             thunk()
         except Exception:
             self._record_error(node_id, activity, traceback.format_exc())
+        if own is not None:
+            _clock.route(self._clock.read)
         self._net.flush(node_id)
 
     def _schedule_tick(self, slot: _Slot, at: float) -> None:
@@ -309,10 +327,15 @@ class Cluster(_CommonApi):
     def _tick(self, slot: _Slot) -> None:
         obj = slot.obj
         self.stats["ticks"] += 1
+        own = slot.clock
+        if own is not None:
+            _clock.route(own.read)
         try:  # _run_on inlined: this is the hottest path of the simulation
             obj.doTick(0.0)
         except Exception:
             self._record_error(slot.id, "tick", traceback.format_exc())
+        if own is not None:
+            _clock.route(self._clock.read)
         self._net.flush(slot.id)
         if slot.obj is obj:
             self._schedule_tick(slot, self._clock.now() + self.tick_interval)
@@ -320,7 +343,7 @@ class Cluster(_CommonApi):
     def _after_delivery(self, node_id: str) -> None:
         # pysyncobj's poller returns when a message arrives and the next tick runs at once.
         slot = self._slots[node_id]
-        if slot.obj is not None:
+        if slot.obj is not None and not slot.draining:  # a resumed node ticks once its backlog is read
             self._tick(slot)
 
     def _run_events(self, until: float, stop: Optional[Callable[[], bool]] = None) -> bool:
