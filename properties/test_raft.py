@@ -3,10 +3,13 @@
 Each channel model gets one machine per pytest-xdist worker ("shards",
 :mod:`harness.fuzz.shards`), so ``pytest properties/ -n auto`` fuzzes every machine
 on every core, each shard with its own seed, all filing failures under one key
-of the shared example database.
+of the shared example database.  The nemesis machines (:mod:`harness.fuzz.faults`: per-link
+faults, partition shapes, pauses, clock skew, leadership transfer, timed and local client
+operations) get a share of the profile's examples so the bounded ``ci`` run stays short.
 """
 import pytest
 
+from harness.fuzz.faults import NemesisRules
 from harness.fuzz.shards import shard_cases
 from harness.fuzz.machine import RaftMachine, UnreliableNetworkRules
 
@@ -21,6 +24,28 @@ class UnreliableRaft(UnreliableNetworkRules):
     """The Raft paper's network: loss, delay, reordering and duplication of single messages."""
 
 
-for _machine, _marker in ((FifoRaft, pytest.mark.fifo), (UnreliableRaft, pytest.mark.unreliable)):
-    globals().update((name, _marker(case)) for name, case in shard_cases(_machine))
-del _machine, _marker
+class NemesisRaft(NemesisRules):
+    """Jepsen's nemeses over TCP-like links: what pysyncobj's transport promises, faults on single
+    links, shaped partitions, pauses, skewed clocks and leadership transfer."""
+
+    network = "fifo"
+
+
+class NemesisUnreliableRaft(NemesisRules, UnreliableNetworkRules):
+    """The nemeses over the Raft paper's network, where a one-way cut stays one-way."""
+
+
+class OldConnectionsRaft(NemesisRules):
+    """The nemeses over TCP links whose closed connections stay readable: a peer's old connection,
+    or its dead incarnation, may deliver after its new one (``old_connections_readable``)."""
+
+    network = "fifo"
+    cluster_options = {"old_connections_readable": True}
+
+
+_MACHINES = ((FifoRaft, pytest.mark.fifo, 1.0), (UnreliableRaft, pytest.mark.unreliable, 1.0),
+             (NemesisRaft, pytest.mark.fifo, 0.5), (NemesisUnreliableRaft, pytest.mark.unreliable, 0.5),
+             (OldConnectionsRaft, pytest.mark.fifo, 0.5))
+for _machine, _marker, _share in _MACHINES:
+    globals().update((name, _marker(case)) for name, case in shard_cases(_machine, share=_share))
+del _machine, _marker, _share

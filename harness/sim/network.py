@@ -14,19 +14,25 @@ Two channel models, chosen per cluster:
     or duplicated independently; connections never drop.
 
 ``fifo`` with ``old_connections_readable`` (off by default)
-    Closer to real sockets.  What a sender had put on the wire stays readable
-    by the receiving incarnation after the connection closes (the peer died,
-    was cut off, or reset): bytes already in flight or in the receiver's
-    socket buffer are read, and pysyncobj's TCP transport, when a peer
-    reconnects, installs the new connection while it still reads the old
-    socket.  So a peer's messages from an old connection, or from a dead
-    incarnation, may arrive after those of its new connection; order is kept
-    per connection.  What was still in the sender's buffer (its outbox, a
-    send-side hold) is lost with the connection, and nothing is delivered to a
-    later incarnation of the receiver or after it dropped the sender from its
-    membership.  pysyncobj handles a message the same whether or not it
-    believes the sender connected, so the receiver being told of the close
-    before it reads the last old bytes changes nothing it can act on.
+    Closer to real sockets, between two voters.  What a sender had put on the
+    wire stays readable by the receiving incarnation after the connection
+    closes (the peer died, was cut off, or reset): the sender's kernel still
+    sends it, before its FIN.  Of two voters the one with the greater address
+    connects (pysyncobj's ``_shouldConnect``); the other accepts, and when a
+    new connection from the same node arrives it installs it while it still
+    reads the old socket (``TCPTransport._onIncomingMessageReceived``).  So
+    what the connecting node sent on an old connection, or in a dead
+    incarnation, may arrive after what it sends on the new one; order is kept
+    per connection.  The connecting node only reconnects after closing its old
+    socket, so what it receives stays in order across connections.  What was
+    still in the sender's buffer (its outbox, a send-side hold) is lost with
+    the connection, and nothing is delivered to a later incarnation of the
+    receiver or after it dropped the sender from its membership.  pysyncobj
+    handles a message the same whether or not it believes the sender
+    connected, so the receiver being told of the close before it reads the
+    last old bytes changes nothing it can act on.  Links with a read-only node
+    keep the plain fifo rule: pysyncobj gives every read-only connection a
+    node identity of its own, which the simulation's fixed ids cannot show.
 
 Each node has a send chain and a receive chain of :mod:`~harness.wire.filters`.
 A paused node (a process under SIGSTOP) reads nothing: what arrives for it,
@@ -420,10 +426,15 @@ class SimNetwork:
             self._events.at(at, self._arrive, env)
 
     def _stream(self, env: Envelope) -> tuple:
-        """What fifo keeps in order: the directed link, or each connection on it when old ones stay readable."""
-        if self.old_connections_readable:
+        """What fifo keeps in order: the directed link, or each connection on it when old connections
+        of the connecting node stay readable by the accepting one."""
+        if self.old_connections_readable and env.src > env.dst and self._between_voters(env):
             return env.src, env.dst, env.epoch
         return env.src, env.dst
+
+    def _between_voters(self, env: Envelope) -> bool:
+        src, dst = self._endpoints.get(env.src), self._endpoints.get(env.dst)
+        return src is not None and dst is not None and src.voter and dst.voter
 
     def _on_current_connection(self, env: Envelope) -> bool:
         link = self._links.get((min(env.src, env.dst), max(env.src, env.dst)))
@@ -432,21 +443,13 @@ class SimNetwork:
     def _alive(self, env: Envelope) -> bool:
         """Can ``env`` still be delivered: destination up, connection the one it was sent on."""
         dst = self._endpoints.get(env.dst)
-        if self.old_connections_readable:
-            return dst is not None and dst.up and dst.life == env.receiver_life and self._still_read(env, dst)
+        if self.old_connections_readable and self._between_voters(env):
+            return dst.up and dst.life == env.receiver_life and env.src in dst.transport.known
         if dst is None or not dst.up or not self._views.get((env.dst, env.src)):
             return False
         if self.model == "fifo":
             return self._links[(min(env.src, env.dst), max(env.src, env.dst))].epoch == env.epoch
         return True
-
-    def _still_read(self, env: Envelope, dst: _Endpoint) -> bool:
-        """Whether ``dst`` still reads connections from ``env.src``: pysyncobj's ``dropNode`` closes
-        them when the sender leaves its membership (a voter accepts read-only nodes it does not list)."""
-        src = self._endpoints.get(env.src)
-        if src is None:
-            return False
-        return (dst.voter and not src.voter) or env.src in dst.transport.known
 
     def _arrive(self, env: Envelope) -> None:
         if not self._alive(env):
