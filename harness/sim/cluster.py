@@ -35,7 +35,7 @@ from harness.util import owned_dir
 from harness.sim import clock as _clock
 from harness.adapter import observe as compat
 from harness.sim.events import EventQueue
-from harness.sim.faults import FaultApi
+from harness.sim.faults import FaultApi, LeadershipTransfer
 from harness.wire.filters import Filter, FilterFactory, IsolationFilterFactory, PartitionFilterFactory
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
@@ -216,7 +216,7 @@ class Cluster(_CommonApi, FaultApi):
         self._running = False
         self.history = History()
         self.membership_changes: List[MembershipChange] = []
-        self.leadership_transfers: List[Any] = []  # harness.sim.faults.LeadershipTransfer
+        self.leadership_transfers: List[LeadershipTransfer] = []
         self.node_errors: List[NodeError] = []
         self.stats: Dict[str, int] = {"ticks": 0, "crashes": 0, "restarts": 0, "snapshots_forced": 0}
         self._root: Optional[Path] = None
