@@ -18,6 +18,9 @@ PENDING = "pending"
 
 WRITE = "write"
 READ = "read"
+#: A read a node answers from its own state, outside the log: not linearizable by design, judged by
+#: :mod:`harness.check.local_reads` (a value that was written, never older than one it returned before).
+LOCAL_READ = "local_read"
 
 
 @dataclasses.dataclass
@@ -25,7 +28,7 @@ class Operation:
     """One client operation on a key: a write of ``value`` or a read returning ``value``."""
 
     id: int
-    kind: str  # WRITE or READ
+    kind: str  # WRITE, READ or LOCAL_READ (``index``: what ``via`` had applied when it answered)
     key: str
     value: Any  # the value written (the argument, for other operations), or the value a read returned
     via: str  # node the client sent the request to
@@ -36,6 +39,7 @@ class Operation:
     result: Any = None  # what the replicated method returned (OK operations)
     index: Optional[int] = None  # log index the write was applied at (OK writes)
     term: Optional[int] = None  # term of that log entry
+    incarnation: Optional[int] = None  # of ``via``, for a local read (its promises hold per incarnation)
 
     @property
     def done(self) -> bool:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-
 from test_plugin import project, run  # noqa: F401  (the fixture and helper of a project with the plugin)
 
 pytest_plugins = ["pytester"]

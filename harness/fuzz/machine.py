@@ -26,7 +26,7 @@ from harness.history import PENDING, UNKNOWN
 from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from harness.kv import KVStore
 from harness.check.linearizability import Model, check_linearizable
-from harness.wire.messages import MESSAGE_TYPES
+from harness.wire.messages import release_message_types
 from harness.fuzz.recording import Recorder
 from harness.fuzz import stats
 from harness.adapter.patching import installed as installed_patches
@@ -43,7 +43,7 @@ KEYS = ("a", "b", "c")
 node_ids = st.sampled_from(NODE_IDS)
 targets = st.sampled_from(("leader",) + NODE_IDS)
 directions = st.sampled_from(("send", "recv"))
-message_types = st.sampled_from(sorted(MESSAGE_TYPES - {"timeout_now"}))
+message_types = st.sampled_from(sorted(release_message_types()))
 
 
 def note(what: str) -> None:
@@ -113,6 +113,8 @@ class RaftMachine(RuleBasedStateMachine):
     #: None: each key is a register (``set``/``get``).
     model: Optional[Model] = None
     pysyncobj_conf: Dict[str, Any] = {}
+    #: Options of the simulated cluster itself (e.g. ``old_connections_readable``), see :class:`Cluster`.
+    cluster_options: Dict[str, Any] = {}
     #: Virtual seconds the cluster runs after each rule's action.
     step_time = 0.25
     #: Virtual seconds a healed, fully restarted cluster gets to elect a leader and commit a write.
@@ -161,7 +163,7 @@ class RaftMachine(RuleBasedStateMachine):
     @initialize(nodes=st.integers(*stats.node_range()), seed=st.integers(0, 2 ** 16))
     def start_cluster(self, nodes: int, seed: int) -> None:
         self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class,
-                               record_events=self.stream_checks, **self.pysyncobj_conf)
+                               record_events=self.stream_checks, **self.cluster_options, **self.pysyncobj_conf)
         # A CRITICAL line from pysyncobj is evidence: an event of the example, in the campaign statistics too.
         self.cluster.pysyncobj_log.on_critical = lambda line: note(f"pysyncobj critical: {line.gist}")
         if self.recorder.detailed:

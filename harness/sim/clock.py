@@ -9,6 +9,9 @@ timestamp gzip writes into snapshot dumps, is pinned to 0.)  The originals come
 back when the last cluster closes, also when a cluster fails half-way through
 construction.  This module keeps the clocks and the reference count; swapping
 pysyncobj's module globals is :mod:`harness.adapter.timing`'s job.
+
+A node whose clock runs at another rate (clock skew, :class:`NodeClock`) gets its own reader for as
+long as its code runs (:func:`route`): one attribute store per activation, nothing for the others.
 """
 from __future__ import annotations
 
@@ -51,6 +54,51 @@ class VirtualClock:
         if not math.isfinite(dt) or dt < 0:
             raise ValueError(f"dt must be >= 0 virtual seconds, got {dt!r}")
         self._now += dt
+
+
+#: The clock rates a :class:`NodeClock` accepts (times the speed of virtual time).
+MIN_RATE, MAX_RATE = 0.5, 2.0
+
+
+class NodeClock:
+    """One node's monotonic clock, running at ``rate`` times the speed of the shared :class:`VirtualClock`.
+
+    It starts equal to the shared time and stays continuous when the rate changes, so the node's
+    own readings never go back; every read still moves the shared clock by its ``read_step``.
+    """
+
+    def __init__(self, base: VirtualClock, rate: float = 1.0) -> None:
+        self._base = base
+        self._anchor_base = base.now()
+        self._anchor_local = base.now()
+        self.rate = check_rate(rate)
+
+    def now(self) -> float:
+        """The node's local time now, without advancing anything."""
+        return self._anchor_local + self.rate * (self._base.now() - self._anchor_base)
+
+    def read(self) -> float:
+        """What the node's pysyncobj sees: its local time (the shared clock moves on by ``read_step``)."""
+        return self._anchor_local + self.rate * (self._base.read() - self._anchor_base)
+
+    def set_rate(self, rate: float) -> None:
+        """Run at ``rate`` from now on, continuing from the local time reached so far."""
+        rate = check_rate(rate)
+        self._anchor_local, self._anchor_base = self.now(), self._base.now()
+        self.rate = rate
+
+
+def check_rate(rate: float) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"rate must be a number in [{MIN_RATE}, {MAX_RATE}] (times the speed of virtual "
+                         f"time), got {rate!r}")
+    return float(rate)
+
+
+def route(read) -> None:
+    """Make ``read`` pysyncobj's clock until the next call: for a node with its own :class:`NodeClock`,
+    set before its code runs and reset to the cluster's clock after (inside an :class:`activate`)."""
+    timing.set_time_source(read)
 
 
 class _Dispatch:

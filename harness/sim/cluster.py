@@ -33,6 +33,7 @@ from harness.adapter import observe as compat
 from harness.contract import ClusterBase, NodeError
 from harness.adapter.events import EventTap
 from harness.sim.events import EventQueue
+from harness.sim.faults import FaultApi, LeadershipTransfer
 from harness.wire.filters import Filter, FilterFactory
 from harness.wire.messages import Envelope
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
@@ -63,9 +64,11 @@ class _Slot:
         # the base configuration, so a node whose add is still pending (or whose outcome is unknown)
         # listed there would get votes counted that the log never granted it.
         self.member = False
+        self.clock: Optional[_clock.NodeClock] = None  # its own clock once its rate was skewed
+        self.draining = False  # handling what arrived while it was paused
 
 
-class Cluster(Membership, ClusterBase):
+class Cluster(Membership, FaultApi, ClusterBase):
     """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
 
     #: SyncObjConf settings the harness owns: key -> why it cannot be set.
@@ -82,7 +85,8 @@ class Cluster(Membership, ClusterBase):
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
-                 record_events: bool = False, **pysyncobj_conf: Any) -> None:
+                 record_events: bool = False, old_connections_readable: bool = False,
+                 **pysyncobj_conf: Any) -> None:
         self._conf = self.check_arguments(nodes, seed, network, node_class, pysyncobj_conf)
         self.seed = seed
         self.network_model = network
@@ -96,6 +100,7 @@ class Cluster(Membership, ClusterBase):
         self._factories: List[FilterFactory] = []
         self.history = History()
         self.membership_changes: List[MembershipChange] = []
+        self.leadership_transfers: List[LeadershipTransfer] = []
         self.node_errors: List[NodeError] = []
         self.stats: Dict[str, int] = {"ticks": 0, "crashes": 0, "restarts": 0, "snapshots_forced": 0}
         self._root: Optional[Path] = None
@@ -112,7 +117,8 @@ class Cluster(Membership, ClusterBase):
             self._root = owned_dir(base_dir or node_dir_base())
             self.storage = StorageFaults(self._root, self._events.at, self._clock.now, self.crash)
             self._net = SimNetwork(network, self._events, self._clock, self._net_rng, latency,
-                                   reconnect_delay, self._run_on, self._after_delivery)
+                                   reconnect_delay, self._run_on, self._after_delivery,
+                                   old_connections_readable=old_connections_readable)
             ids = [f"n{i}" for i in range(1, nodes + 1)]
             with self._active():
                 for node_id in ids:
@@ -175,6 +181,8 @@ class Cluster(Membership, ClusterBase):
         others = [SimNode(p) for p in sorted(peers)]
         self_node = SimNode(node_id) if slot.voter else None
         previous, self._running_node = self._running_node, node_id
+        if slot.clock is not None:
+            _clock.route(slot.clock.read)
         try:
             obj = self._node_class(self_node, others, self._node_conf(slot), nodeClass=SimNode,
                                    transportClass=self._net.transport_factory(node_id))
@@ -183,6 +191,8 @@ class Cluster(Membership, ClusterBase):
             raise
         finally:
             self._running_node = previous
+            if slot.clock is not None:
+                _clock.route(self._clock.read)
         if self._tap is None:
             compat.watch_journal(obj)
         else:
@@ -198,7 +208,13 @@ class Cluster(Membership, ClusterBase):
         self.node_errors.append(NodeError(node_id, slot.incarnation, activity, self._clock.now(), tb))
 
     def _run_on(self, node_id: str, activity: str, thunk: Callable[[], None]) -> None:
-        """Run pysyncobj code for one node; an exception becomes a NodeError, never escapes or hides."""
+        """Run pysyncobj code for one node; an exception becomes a NodeError, never escapes or hides.
+        A paused node runs it when it resumes; a node with its own clock reads that one meanwhile."""
+        if self._net.defer(node_id, lambda: self._run_on(node_id, activity, thunk)):
+            return
+        own = self._slots[node_id].clock
+        if own is not None:
+            _clock.route(own.read)
         tap = self._tap
         if tap is not None:
             env = self._net.delivering
@@ -215,6 +231,8 @@ class Cluster(Membership, ClusterBase):
             self._running_node = previous
         if tap is not None:
             tap.end(node_id, saved)
+        if own is not None:
+            _clock.route(self._clock.read)
         self._net.flush(node_id)
 
     def _schedule_tick(self, slot: _Slot, at: float) -> None:
@@ -228,6 +246,9 @@ class Cluster(Membership, ClusterBase):
     def _tick(self, slot: _Slot) -> None:
         obj = slot.obj
         self.stats["ticks"] += 1
+        own = slot.clock
+        if own is not None:
+            _clock.route(own.read)
         tap = self._tap
         if tap is not None:
             env = self._net.delivering  # the tick pysyncobj runs as soon as a message arrived
@@ -240,6 +261,8 @@ class Cluster(Membership, ClusterBase):
         self._running_node = previous
         if tap is not None:
             tap.end(slot.id, saved)
+        if own is not None:
+            _clock.route(self._clock.read)
         self._net.flush(slot.id)
         if slot.obj is obj:
             self._schedule_tick(slot, self._clock.now() + self.tick_interval)
@@ -247,7 +270,7 @@ class Cluster(Membership, ClusterBase):
     def _after_delivery(self, node_id: str) -> None:
         # pysyncobj's poller returns when a message arrives and the next tick runs at once.
         slot = self._slots[node_id]
-        if slot.obj is not None:
+        if slot.obj is not None and not slot.draining:  # a resumed node ticks once its backlog is read
             self._tick(slot)
 
     def _run_events(self, until: float, stop: Optional[Callable[[], bool]] = None) -> bool:

@@ -13,11 +13,37 @@ Two channel models, chosen per cluster:
     The Raft paper's network: every message may be lost, delayed, reordered
     or duplicated independently; connections never drop.
 
+``fifo`` with ``old_connections_readable`` (off by default)
+    Closer to real sockets, between two voters.  What a sender had put on the
+    wire stays readable by the receiving incarnation after the connection
+    closes (the peer died, was cut off, or reset): the sender's kernel still
+    sends it, before its FIN.  Of two voters the one with the greater address
+    connects (pysyncobj's ``_shouldConnect``); the other accepts, and when a
+    new connection from the same node arrives it installs it while it still
+    reads the old socket (``TCPTransport._onIncomingMessageReceived``).  So
+    what the connecting node sent on an old connection, or in a dead
+    incarnation, may arrive after what it sends on the new one; order is kept
+    per connection.  The connecting node only reconnects after closing its old
+    socket, so what it receives stays in order across connections.  What was
+    still in the sender's buffer (its outbox, a send-side hold) is lost with
+    the connection, and nothing is delivered to a later incarnation of the
+    receiver or after it dropped the sender from its membership.  pysyncobj
+    handles a message the same whether or not it believes the sender
+    connected, so the receiver being told of the close before it reads the
+    last old bytes changes nothing it can act on.  Links with a read-only node
+    keep the plain fifo rule: pysyncobj gives every read-only connection a
+    node identity of its own, which the simulation's fixed ids cannot show.
+
 Each node has a send chain and a receive chain of :mod:`~harness.wire.filters`.
+A paused node (a process under SIGSTOP) reads nothing: what arrives for it,
+messages and connection events alike, waits in its backlog, in order, until
+it resumes; on ``fifo`` a message of a connection that closed meanwhile is
+lost then (pysyncobj discards what it reads together with the end of the stream).
 """
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import math
 import pickle
@@ -93,6 +119,7 @@ class _Endpoint:
         self.send_chain: List[Filter] = []
         self.recv_chain: List[Filter] = []
         self.outbox: List[Envelope] = []
+        self.life = 0  # incarnations built so far
 
     @property
     def up(self) -> bool:
@@ -115,7 +142,8 @@ Runner = Callable[[str, str, Callable[[], None]], None]
 class SimNetwork:
     def __init__(self, model: str, events: EventQueue, clock, rng: random.Random,
                  latency: Tuple[float, float], reconnect_delay: float, run_on: Runner,
-                 on_delivered: Callable[[str], None], recent: int = 64) -> None:
+                 on_delivered: Callable[[str], None], recent: int = 64,
+                 old_connections_readable: bool = False) -> None:
         if model not in NETWORK_MODELS:
             raise ValueError(f"network must be one of {list(NETWORK_MODELS)}, got {model!r}")
         try:
@@ -128,7 +156,11 @@ class SimNetwork:
         if not isinstance(reconnect_delay, (int, float)) or not math.isfinite(reconnect_delay) \
                 or reconnect_delay < 0:
             raise ValueError(f"reconnect_delay must be >= 0 virtual seconds, got {reconnect_delay!r}")
+        if not isinstance(old_connections_readable, bool) or (old_connections_readable and model != "fifo"):
+            raise ValueError(f"old_connections_readable must be a bool, and True only with network='fifo' "
+                             f"(connections exist only there), got {old_connections_readable!r} with {model!r}")
         self.model = model
+        self.old_connections_readable = old_connections_readable
         self._events = events
         self._clock = clock
         self._rng = rng
@@ -148,6 +180,7 @@ class SimNetwork:
         self.recent: Deque[Tuple[float, Envelope]] = collections.deque(maxlen=recent)
         self.log: Optional[List[Dict[str, Any]]] = None  # every delivery, when a recorder wants them
         self.delivering: Optional[Envelope] = None  # the message being handled (and the tick right after it)
+        self._paused: Dict[str, List[Callable[[], None]]] = {}  # node -> what it has not read yet
 
     # --- nodes -----------------------------------------------------------------------------
     def register(self, node_id: str, voter: bool) -> None:
@@ -161,7 +194,9 @@ class SimNetwork:
 
         def build(syncObj, selfNode, otherNodes):
             transport = SimTransport(self, node_id, syncObj, selfNode, otherNodes)
-            self._endpoints[node_id].transport = transport
+            ep = self._endpoints[node_id]
+            ep.transport = transport
+            ep.life += 1
             return transport
 
         return build
@@ -175,6 +210,7 @@ class SimNetwork:
         ep = self._endpoints[node_id]
         ep.outbox.clear()
         ep.transport = None
+        self._paused.pop(node_id, None)  # its socket buffers die with it
         for key in sorted(self._links):
             if node_id in key and self._links[key].connected:
                 self._disconnect(key)
@@ -199,7 +235,7 @@ class SimNetwork:
         if self.model == "fifo" and not f.fifo_ok:
             raise ValueError(f"{type(f).__name__} needs network='unreliable': the fifo model "
                              "(pysyncobj's TCP contract) never duplicates or reorders")
-        f.bind(Wiring(inject=self.inject, links_changed=self.refresh_links))
+        f.bind(Wiring(inject=self.inject, links_changed=self.refresh_links, model=self.model))
         (ep.send_chain if direction == "send" else ep.recv_chain).append(f)
         self.refresh_links()
 
@@ -289,6 +325,8 @@ class SimNetwork:
                 self._notify(me, peer, connected=False)
 
     def _notify(self, me: str, peer: str, connected: bool) -> None:
+        if self._paused and self.defer(me, functools.partial(self._notify, me, peer, connected)):
+            return
         ep = self._endpoints.get(me)
         if ep is None or not ep.up:
             return
@@ -301,15 +339,37 @@ class SimNetwork:
         what = "connected" if connected else "disconnected"
         self._run_on(me, f"{what} {peer}", lambda: fire(SimNode(peer)))
 
-    def _reset(self, src: str, dst: str) -> None:
-        """fifo: a lost message breaks its TCP connection, which comes back after the usual delay."""
+    def _reset(self, src: str, dst: str, epoch: Optional[int] = None) -> None:
+        """fifo: a lost message breaks its TCP connection, which comes back after the usual delay.
+        With ``epoch`` (old connections readable), only if the message was on the current connection."""
         key = (min(src, dst), max(src, dst))
-        if self._links.get(key) and self._links[key].connected:
+        link = self._links.get(key)
+        if link and link.connected and (epoch is None or epoch == link.epoch):
             self._disconnect(key)
             self.refresh_links()
 
     def connected(self, a: str, b: str) -> bool:
         return bool(self._views.get((a, b)))
+
+    # --- paused nodes ------------------------------------------------------------------------
+    def pause(self, node_id: str) -> None:
+        """``node_id`` stops reading: from now on what arrives for it waits in its backlog."""
+        self._paused.setdefault(node_id, [])
+
+    def is_paused(self, node_id: str) -> bool:
+        return node_id in self._paused
+
+    def defer(self, node_id: str, thunk: Callable[[], None]) -> bool:
+        """If ``node_id`` is paused, queue ``thunk`` (something it would read) and return True."""
+        backlog = self._paused.get(node_id)
+        if backlog is None:
+            return False
+        backlog.append(thunk)
+        return True
+
+    def resume(self, node_id: str) -> List[Callable[[], None]]:
+        """``node_id`` reads again: its backlog, in arrival order, for the caller to run."""
+        return self._paused.pop(node_id, [])
 
     # --- messages --------------------------------------------------------------------------
     def send(self, src: str, dst: str, message: dict) -> bool:
@@ -320,7 +380,7 @@ class SimNetwork:
         self._seq += 1
         env = Envelope(seq=self._seq, src=src, dst=dst, kind=message_type(message),
                        payload=pickle.dumps(message, protocol=4), sent_at=self._clock.now(),
-                       epoch=self._links[key].epoch)
+                       epoch=self._links[key].epoch, receiver_life=self._endpoints[dst].life)
         self._endpoints[src].outbox.append(env)
         return True
 
@@ -340,7 +400,7 @@ class SimNetwork:
         if e.held is None:
             self.dropped += 1
             if self.model == "fifo":
-                self._reset(e.src, e.dst)
+                self._reset(e.src, e.dst, e.epoch if self.old_connections_readable else None)
 
     def flush(self, src: str) -> None:
         """Push what ``src`` sent during its last activation through its send chain."""
@@ -355,16 +415,36 @@ class SimNetwork:
         lo, hi = self._latency
         now = self._clock.now()
         for env in batch:
+            if self.old_connections_readable and not self._on_current_connection(env):
+                continue  # still in the sender's buffer when its connection closed: lost with it
             at = now + self._rng.uniform(lo, hi) + env.delay
             env.delay = 0.0
             if self.model == "fifo":
-                at = max(at, self._last_arrival.get((env.src, env.dst), 0.0))
-                self._last_arrival[(env.src, env.dst)] = at
+                stream = self._stream(env)
+                at = max(at, self._last_arrival.get(stream, 0.0))
+                self._last_arrival[stream] = at
             self._events.at(at, self._arrive, env)
+
+    def _stream(self, env: Envelope) -> tuple:
+        """What fifo keeps in order: the directed link, or each connection on it when old connections
+        of the connecting node stay readable by the accepting one."""
+        if self.old_connections_readable and env.src > env.dst and self._between_voters(env):
+            return env.src, env.dst, env.epoch
+        return env.src, env.dst
+
+    def _between_voters(self, env: Envelope) -> bool:
+        src, dst = self._endpoints.get(env.src), self._endpoints.get(env.dst)
+        return src is not None and dst is not None and src.voter and dst.voter
+
+    def _on_current_connection(self, env: Envelope) -> bool:
+        link = self._links.get((min(env.src, env.dst), max(env.src, env.dst)))
+        return link is not None and link.connected and link.epoch == env.epoch
 
     def _alive(self, env: Envelope) -> bool:
         """Can ``env`` still be delivered: destination up, connection the one it was sent on."""
         dst = self._endpoints.get(env.dst)
+        if self.old_connections_readable and self._between_voters(env):
+            return dst.up and dst.life == env.receiver_life and env.src in dst.transport.known
         if dst is None or not dst.up or not self._views.get((env.dst, env.src)):
             return False
         if self.model == "fifo":
@@ -380,8 +460,9 @@ class SimNetwork:
 
     def _schedule_delivery(self, env: Envelope, at: float) -> None:
         if self.model == "fifo":
-            at = max(at, self._last_delivery.get((env.src, env.dst), 0.0))
-            self._last_delivery[(env.src, env.dst)] = at
+            stream = self._stream(env)
+            at = max(at, self._last_delivery.get(stream, 0.0))
+            self._last_delivery[stream] = at
         # Always an event, even when due now: a release() between steps must not run pysyncobj
         # code outside a cluster step (it would read the clock with no cluster active).
         self._events.at(at, self._deliver, env)
@@ -398,6 +479,8 @@ class SimNetwork:
             self._schedule_delivery(env, self._clock.now())
 
     def _deliver(self, env: Envelope) -> None:
+        if self._paused and self.defer(env.dst, functools.partial(self._deliver, env)):
+            return
         if not self._alive(env):
             return
         now = self._clock.now()

@@ -105,7 +105,7 @@ class TcpNetwork:
             raise ValueError(f"{type(f).__name__} needs network='unreliable': the fifo model "
                              "(pysyncobj's TCP contract) never duplicates or reorders")
         with self._lock:
-            f.bind(Wiring(inject=self.inject, links_changed=self.refresh_links))
+            f.bind(Wiring(inject=self.inject, links_changed=self.refresh_links, model=self.model))
             (self._send_chains if direction == "send" else self._recv_chains)[node_id].append(f)
             self.refresh_links()
 

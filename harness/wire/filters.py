@@ -39,6 +39,7 @@ class Wiring:
 
     inject: Callable[[Sequence[Envelope]], None]  # let held envelopes go on (HoldFilter.release)
     links_changed: Callable[[], None]  # a cutting filter switched: connections must be recomputed
+    model: str = "unreliable"  # the network's channel model: whether a lost message breaks its connection
 
 
 def run_chain(chain: Sequence["Filter"], batch: List[Envelope], ctx: FilterContext,

@@ -12,6 +12,16 @@ MESSAGE_TYPES = frozenset({
 })
 
 
+def release_message_types() -> frozenset:
+    """The message types the installed pysyncobj can send: ``timeout_now`` only from 0.3.16, which
+    added leadership transfer."""
+    from pysyncobj import SyncObj
+
+    if hasattr(SyncObj, "transferLeadership"):
+        return MESSAGE_TYPES
+    return MESSAGE_TYPES - {"timeout_now"}
+
+
 def message_type(message: Dict[str, Any]) -> str:
     """Classify a pysyncobj message; snapshot transfer is told apart from log replication."""
     kind = message.get("type", "?")
@@ -33,6 +43,7 @@ class Envelope:
     delay: float = 0.0  # extra virtual seconds added by filters
     epoch: int = 0  # connection incarnation it was sent on (fifo model)
     held: Optional[str] = None  # "send"/"recv" while a HoldFilter on that side keeps it
+    receiver_life: int = 0  # which incarnation of ``dst`` it was sent to (its sockets die with it)
 
     @property
     def message(self) -> Dict[str, Any]:
@@ -46,7 +57,8 @@ class Envelope:
     def copy(self, seq: int) -> "Envelope":
         """A second copy of this message in flight (a duplicate), numbered ``seq``; not held."""
         return Envelope(seq=seq, src=self.src, dst=self.dst, kind=self.kind, payload=self.payload,
-                        sent_at=self.sent_at, delay=self.delay, epoch=self.epoch)
+                        sent_at=self.sent_at, delay=self.delay, epoch=self.epoch,
+                        receiver_life=self.receiver_life)
 
     def __str__(self) -> str:
         return f"{self.src}->{self.dst} {self.kind}#{self.seq}"

@@ -1,0 +1,200 @@
+"""Nemesis rules: the faults of :mod:`harness.sim.faults` as Hypothesis rules with explicit arguments.
+
+:class:`RaftMachine`'s own fault rules each act on one node's whole send or receive side.
+:class:`NemesisRules` adds what real clusters also see (Jepsen's nemeses): one directed link slowed,
+lossy, held or cut; asymmetric partitions and partitions of named shapes; process pauses; clock
+skew; leadership transfer; and clients that time out, write through several nodes at once, or read
+locally.  Every argument is a plain value (node ids, a ring order as a string, rates), so a shrunk
+counterexample prints as steps that can be pasted into a test; a rule naming a node the cluster
+lacks does nothing, as in the base machine.  Local reads are checked after every step by
+:mod:`harness.check.local_reads` (stale reads are allowed, going back is not).
+
+Use it as the base of a machine in ``properties/``, or mix its rules into another machine by
+inheriting from it next to that machine's base.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+from hypothesis import strategies as st
+from hypothesis.stateful import invariant, precondition, rule
+
+from harness.check.invariants import SafetyViolation, Violation
+from harness.check.local_reads import LocalReadChecker
+from harness.fuzz.machine import KEYS, NODE_IDS, RaftMachine, message_types, node_ids, note, targets
+from harness.report.text import describe
+from harness.sim.faults import CAN_TRANSFER_LEADERSHIP
+
+#: Ring orders are strings ("n3 n1 n2 …") so that they replay as they print.
+ring_orders = st.permutations(NODE_IDS).map(" ".join)
+
+
+class NemesisRules(RaftMachine):
+    """:class:`RaftMachine` plus per-link faults, partition shapes, pauses, clock skew, leadership
+    transfer and client variety; local reads judged after every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local_reads = LocalReadChecker()
+
+    def _pair(self, src: str, dst: str) -> bool:
+        return src != dst and self._present(src) and self._present(dst)
+
+    # --- one directed link ---------------------------------------------------------------------
+    @rule(src=node_ids, dst=node_ids)
+    def cut_link(self, src: str, dst: str) -> None:
+        """Lose everything ``src`` sends to ``dst`` (on fifo the connection stays down meanwhile)."""
+        if self._pair(src, dst):
+            self.cluster.cut_link(src, dst)
+            note("fault: one-way cut")
+        self._settle()
+
+    @rule(src=node_ids, dst=node_ids, seconds=st.sampled_from((0.05, 0.3, 1.5)))
+    def delay_link(self, src: str, dst: str, seconds: float) -> None:
+        """A slow path from ``src`` to ``dst`` (order kept on fifo)."""
+        if self._pair(src, dst):
+            self.cluster.delay_link(src, dst, seconds)
+            note("fault: link delay")
+        self._settle()
+
+    @rule(src=node_ids, dst=node_ids, rate=st.sampled_from((0.1, 0.3, 1.0)))
+    def drop_link(self, src: str, dst: str, rate: float) -> None:
+        if self._pair(src, dst):
+            self.cluster.drop_link(src, dst, rate)
+            note("fault: link drop")
+        self._settle()
+
+    @rule(src=node_ids, dst=node_ids, kind=message_types)
+    def hold_link(self, src: str, dst: str, kind: str) -> None:
+        """Hold one message type from ``src`` to ``dst`` (on fifo: and everything behind it) until released."""
+        if self._pair(src, dst):
+            self._holds.append(self.cluster.hold_link(src, dst, [kind]))
+            note("fault: link hold")
+        self._settle()
+
+    @rule(src=node_ids, dst=node_ids, kind=message_types)
+    def block_link_type(self, src: str, dst: str, kind: str) -> None:
+        if self._pair(src, dst):
+            self.cluster.block_link_type(src, dst, kind)
+            note("fault: link block type")
+        self._settle()
+
+    # --- partition shapes ----------------------------------------------------------------------
+    @rule(senders=st.frozensets(node_ids, min_size=1))
+    def partition_one_way(self, senders: frozenset) -> None:
+        """The others stop hearing ``senders``; ``senders`` still hear them (asymmetric on unreliable)."""
+        a = sorted(n for n in senders if self._present(n))
+        b = [n for n in self.cluster.node_ids if n not in senders]
+        if a and b:
+            self.cluster.partition_one_way(a, b)
+            note("fault: one-way partition")
+        self._settle()
+
+    @rule(minority=st.frozensets(node_ids, min_size=1))
+    def partition_majority(self, minority: frozenset) -> None:
+        """Majority against minority: the first of ``minority`` present, fewer than half the cluster."""
+        everyone = self.cluster.node_ids
+        side = sorted(n for n in minority if self._present(n))[:(len(everyone) - 1) // 2]
+        if side:
+            self.cluster.partition_majority(side)
+            note("fault: majority/minority")
+        self._settle()
+
+    def _order(self, order: str) -> Optional[List[str]]:
+        present = [n for n in order.split() if self._present(n)]
+        return present if len(present) >= 4 else None
+
+    @rule(order=ring_orders)
+    def partition_ring(self, order: str) -> None:
+        """Nodes in ``order`` around a ring, each seeing only its two neighbours."""
+        ring = self._order(order)
+        if ring is not None:
+            self.cluster.partition_ring(ring)
+            note("fault: ring")
+        self._settle()
+
+    @rule(order=ring_orders)
+    def partition_majorities_ring(self, order: str) -> None:
+        """Every node sees a majority, no two the same one."""
+        ring = self._order(order)
+        if ring is not None:
+            self.cluster.partition_majorities_ring(ring)
+            note("fault: majorities ring")
+        self._settle()
+
+    # --- process pauses and clocks -------------------------------------------------------------
+    @rule(node=targets, seconds=st.sampled_from((0.5, 2.0, 5.0)))
+    def pause(self, node: str, seconds: float) -> None:
+        """SIGSTOP ``node`` (or the leader) for ``seconds``: it catches up on its backlog when it continues."""
+        target = self._via(node)
+        if target is not None and self.cluster.is_up(target) and not self.cluster.is_paused(target):
+            if self.cluster.leader() == target:
+                note("fault: pause leader")
+            self.cluster.pause(target, seconds)
+            note("fault: pause")
+        self._settle()
+
+    @rule(node=node_ids, rate=st.sampled_from((0.5, 0.75, 1.0, 1.5, 2.0)))
+    def skew_clock(self, node: str, rate: float) -> None:
+        """Run ``node``'s clock at ``rate`` times real speed (1.0 puts it back to normal speed)."""
+        if self._present(node):
+            self.cluster.skew_clock(node, rate)
+            note("fault: clock skew")
+        self._settle()
+
+    # --- leadership transfer -------------------------------------------------------------------
+    @precondition(lambda self: CAN_TRANSFER_LEADERSHIP)
+    @rule(to=st.sampled_from(("any",) + NODE_IDS))
+    def transfer_leadership(self, to: str) -> None:
+        """Ask the leader to hand over to ``to`` (``any``: pysyncobj picks); 0.3.16+."""
+        leader = self.cluster.leader()
+        target = None if to == "any" else to
+        if CAN_TRANSFER_LEADERSHIP and leader is not None and target != leader and (
+                target is None or target in self.cluster.voter_ids):
+            self.cluster.transfer_leadership(target)
+            note("leadership transfer")
+        self._settle()
+
+    # --- clients -------------------------------------------------------------------------------
+    @rule(key=st.sampled_from(KEYS), via=targets, timeout=st.sampled_from((0.1, 0.5, 2.0)))
+    def write_with_timeout(self, key: str, via: str, timeout: float) -> None:
+        """A client that gives up after ``timeout``: the write's outcome is then unknown."""
+        node = self._via(via)
+        if node is not None:
+            self.cluster.timed_put(key, self._value(), timeout, via=node)
+            note("write with timeout")
+        self._settle()
+
+    @rule(vias=st.frozensets(node_ids, min_size=2), same_key=st.booleans())
+    def concurrent_writes(self, vias: frozenset, same_key: bool) -> None:
+        """One write through each node of ``vias`` at the same instant, to one key or to different keys."""
+        nodes = sorted(n for n in vias if self._present(n))
+        for i, node in enumerate(nodes):
+            self.cluster.put(KEYS[0 if same_key else i % len(KEYS)], self._value(), via=node)
+        if len(nodes) >= 2:
+            note("concurrent writes")
+        self._settle()
+
+    @rule(key=st.sampled_from(KEYS), via=targets)
+    def local_read(self, key: str, via: str) -> None:
+        """Read ``key`` from one node's own state, outside the log (may be stale, never go back)."""
+        node = self._via(via)
+        if node is not None:
+            self.cluster.local_read(key, via=node)
+            note("local read")
+        self._settle()
+
+    @invariant()
+    def local_reads_hold(self) -> None:
+        """Local reads return written values, none from the future, never older than before: see
+        :mod:`harness.check.local_reads`."""
+        if self.cluster is None:
+            return
+        problems = self.local_reads.check(self.cluster.history)
+        if problems:
+            self._fail(SafetyViolation([Violation("local_reads", p) for p in problems], describe(self.cluster)))
+
+    def _check_linearizable(self) -> None:
+        # Teardown's history check: local reads answered after the last step (a paused node's) too.
+        self.local_reads_hold()
+        super()._check_linearizable()
