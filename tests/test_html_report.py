@@ -397,3 +397,25 @@ def test_a_stream_violation_names_its_event_in_the_json_and_on_the_diagram(tmp_p
     bad = dict(doc, violations=[dict(v, at="soon")])
     with pytest.raises(ReportError, match="'at' must be a number"):
         render_html(bad)
+
+
+def test_the_page_names_the_bug_and_shows_the_minimised_steps(report, tmp_path):
+    """After triage: the label, the minimised runnable steps and pysyncobj's own log are on the page."""
+    import json as _json
+    import shutil as _shutil
+
+    from harness.report.counterexample import annotate
+
+    directory = tmp_path / "named"
+    _shutil.copytree(report[0], directory)
+    before = render_html(_json.loads((directory / "counterexample.json").read_text()))
+    assert "known: finding 3" not in before and "Minimised steps" not in before
+    annotate(str(directory), triage={"label": "known: finding 3", "note": ""},
+             minimized={"original": 9, "minimized": 4, "complete": True,
+                        "code": "state = FifoRaft()\nstate.start_cluster(nodes=3, seed=1)\nstate.teardown()"},
+             pysyncobj_log={"lines": [{"t": 1.5, "node": "n2", "level": "CRITICAL",
+                                       "message": "truncating already-applied log entries"}], "critical": []})
+    page = render_html(_json.loads((directory / "counterexample.json").read_text()))
+    assert '<p class="verdict"><b>known: finding 3</b>' in page
+    assert "Minimised steps (9 &rarr; 4, 1-minimal)" in page and "state.start_cluster(nodes=3, seed=1)" in page
+    assert "t=1.5000 n2 CRITICAL truncating already-applied log entries" in page

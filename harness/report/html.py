@@ -23,6 +23,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from harness.report.assets import CSS, JS
 from harness.report.counterexample import REPORT_HTML, load_report, validate
 
 # --- geometry (px) -------------------------------------------------------------------------------
@@ -356,62 +357,6 @@ def render_lane_labels(doc: Dict[str, Any]) -> str:
 
 
 # --- the page --------------------------------------------------------------------------------------
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 16px; color: #222; }
-h1 { font-size: 20px; margin: 0 0 6px 0; }
-h1 .bad { color: #d62728; }
-h2 { font-size: 16px; margin: 22px 0 8px 0; }
-.meta { color: #555; font-size: 13px; margin-bottom: 8px; }
-.meta code { background: #f2f2f2; padding: 1px 4px; }
-ul.violations { margin: 4px 0 12px 0; padding-left: 20px; font-size: 13px; }
-ul.violations li b { color: #d62728; }
-.main { display: flex; gap: 16px; align-items: flex-start; }
-.steps { flex: 0 0 300px; max-height: 80vh; overflow-y: auto; border: 1px solid #ddd; font-size: 12px; }
-.steps ol { list-style: none; margin: 0; padding: 0; }
-.steps li { padding: 3px 6px; border-bottom: 1px solid #eee; cursor: pointer; font-family: monospace;
-  overflow-wrap: anywhere; }
-.steps li .t { color: #888; font-size: 10px; }
-.steps li.hl, tr.hl td { background: #fff3bf; }
-.diagram-wrap { flex: 1 1 auto; min-width: 0; display: flex; border: 1px solid #ddd; }
-.lane-labels { flex: 0 0 auto; }
-.diagram { flex: 1 1 auto; min-width: 0; overflow-x: auto; }
-.spacetime .step-col.hl { fill: #fff3bf; }
-.legend { font-size: 12px; margin: 8px 0; display: flex; flex-wrap: wrap; gap: 12px; }
-.legend span.sw { display: inline-block; width: 10px; height: 10px; margin-right: 4px; vertical-align: middle;
-  border: 1px solid #999; }
-table.states { border-collapse: collapse; font-size: 12px; }
-table.states th, table.states td { border: 1px solid #ddd; padding: 3px 6px; vertical-align: top; text-align: left; }
-table.states th { background: #f4f4f4; position: sticky; top: 0; }
-table.states td.code { font-family: monospace; white-space: nowrap; }
-table.states td.node { font-family: monospace; white-space: nowrap; }
-.role { display: inline-block; padding: 0 4px; border-radius: 3px; font-size: 11px; }
-.role-leader { background: #f2b705; } .role-candidate { background: #17becf; }
-.role-follower { background: #8fb3e0; } .role-crashed { background: #6b6b6b; color: #fff; }
-.entry.bad { background: #d62728; color: #fff; font-weight: bold; padding: 0 2px; border-radius: 2px; }
-td.faults { font-family: monospace; font-size: 11px; color: #8a3b12; }
-pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
-"""
-
-_JS = """
-(function () {
-  var diagram = document.querySelector('.diagram');
-  if (diagram) { diagram.scrollLeft = diagram.scrollWidth; }  // the end, where the violation is
-  function mark(step, on) {
-    var col = document.getElementById('col-' + step);
-    if (col) { col.classList.toggle('hl', on); }
-    document.querySelectorAll('[data-row="' + step + '"]').forEach(function (el) { el.classList.toggle('hl', on); });
-  }
-  document.querySelectorAll('[data-row]').forEach(function (el) {
-    var step = el.getAttribute('data-row');
-    el.addEventListener('mouseenter', function () { mark(step, true); });
-    el.addEventListener('mouseleave', function () { mark(step, false); });
-    el.addEventListener('click', function () {
-      var col = document.getElementById('col-' + step);
-      if (col && col.scrollIntoView) { col.scrollIntoView({block: 'nearest', inline: 'center'}); }
-    });
-  });
-})();
-"""
 
 
 def _legend(doc: Dict[str, Any]) -> str:
@@ -468,6 +413,20 @@ def _patched_with(doc: Dict[str, Any]) -> str:
     return f" patched with {', '.join(map(str, patches))}" if patches else ""
 
 
+def _verdict(doc: Dict[str, Any]) -> List[str]:
+    """Which bug this is (triage) and the minimised steps, when the campaign named it."""
+    triage, small = doc.get("triage") or {}, doc.get("minimized") or {}
+    out = []
+    if triage:
+        out.append(f'<p class="verdict"><b>{_e(triage.get("label"))}</b>'
+                   + (f' <span class="meta">({_e(triage.get("note"))})</span>' if triage.get("note") else "") + "</p>")
+    if small.get("code"):
+        proof = "1-minimal" if small.get("complete") else "time bound reached: smaller, not proven 1-minimal"
+        out.append(f"<h2>Minimised steps ({_e(small.get('original'))} &rarr; {_e(small.get('minimized'))}, "
+                   f"{_e(proof)})</h2><pre>{_e(small['code'])}</pre>")
+    return out
+
+
 def render_html(doc: Dict[str, Any]) -> str:
     """The whole self-contained page for a counterexample document."""
     validate(doc)
@@ -483,7 +442,7 @@ def render_html(doc: Dict[str, Any]) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{CSS}</style></head><body>",
         f'<h1><span class="bad">&#10007;</span> {_e(title)}</h1>',
         f'<div class="meta">machine <code>{_e(doc.get("machine"))}</code> &middot; pysyncobj '
         f'{_e(doc.get("pysyncobj_version"))}{_e(_patched_with(doc))} &middot; network {_e(doc.get("network"))} &middot; seed '
@@ -502,6 +461,7 @@ def render_html(doc: Dict[str, Any]) -> str:
         parts.append(f'<li><b>{_e(v.get("invariant"))}</b>: {_e(v.get("message"))}'
                      + (f' <span class="meta">({_e("; ".join(extra))})</span>' if extra else "") + "</li>")
     parts.append("</ul>")
+    parts.extend(_verdict(doc))
     parts.append('<div class="main"><div class="steps"><ol id="steps">')
     for i, s in enumerate(steps):
         end_s = f'{float(s["end"]):.2f}' if s.get("end") is not None else "?"
@@ -521,7 +481,12 @@ def render_html(doc: Dict[str, Any]) -> str:
                               + "\nstate.teardown()") + "</pre>")
     if doc.get("details"):
         parts.append("<details><summary>Failure details</summary><pre>" + _e(doc["details"]) + "</pre></details>")
-    parts.append(f"<script>{_JS}</script>")
+    log = doc.get("pysyncobj_log") or {}
+    if log.get("lines") or log.get("critical"):
+        text = "\n".join(f"t={float(x.get('t') or 0):.4f} {x.get('node')} {x.get('level')} {x.get('message')}"
+                         for x in list(log.get("critical") or []) + list(log.get("lines") or []))
+        parts.append("<details><summary>What pysyncobj logged</summary><pre>" + _e(text) + "</pre></details>")
+    parts.append(f"<script>{JS}</script>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
