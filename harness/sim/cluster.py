@@ -28,14 +28,16 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from pysyncobj import FAIL_REASON, SyncObjConf
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 
 from harness.sim import clock as _clock
+from harness.adapter import batteries as _batteries
 from harness.adapter import observe as compat
 from harness.sim.events import EventQueue
 from harness.wire.filters import Filter, FilterFactory, IsolationFilterFactory, PartitionFilterFactory
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
 from harness.kv import KVStore
+from harness.sim.consumers import ConsumerFactory, Consumers, local_kind
 from harness.sim.network import NETWORK_MODELS, SimNetwork, SimNode
 from harness.state import NodeState, crashed_state
 from harness.sim.storage import StorageFaults
@@ -168,10 +170,19 @@ class _CommonApi:
 
 
 class Cluster(_CommonApi):
-    """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
+    """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`.
+
+    ``node_class`` (a ``SyncObj`` subclass) defaults to :class:`~harness.kv.KVStore`.
+    ``consumers``, a callable taking a node id, gives each node incarnation its
+    ``SyncObjConsumer`` objects (e.g. pysyncobj's batteries) as ``{name: consumer}``
+    or a list; the nodes are then plain ``SyncObj`` unless ``node_class`` says
+    otherwise, and clients reach a consumer with ``call(..., consumer=name)``
+    and :meth:`local_read`.  See :mod:`harness.sim.consumers`.
+    """
 
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
-                 node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
+                 node_class: Optional[type] = None, consumers: Optional[ConsumerFactory] = None,
+                 latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
                  **pysyncobj_conf: Any) -> None:
         if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= MAX_NODES:
@@ -186,6 +197,12 @@ class Cluster(_CommonApi):
                                ("fullDumpFile", "the harness gives every node its own files")):
             if forbidden in pysyncobj_conf:
                 raise ValueError(f"{forbidden} cannot be set: {why}")
+        if node_class is None:
+            node_class = KVStore if consumers is None else SyncObj
+        if not (isinstance(node_class, type) and issubclass(node_class, SyncObj)):
+            raise TypeError(f"node_class must be a subclass of pysyncobj.SyncObj, got {node_class!r}")
+        #: The nodes' consumers (None without ``consumers=``); ``.lock_transitions`` for lock managers.
+        self.consumers = None if consumers is None else Consumers(consumers)
         self.seed = seed
         self.network_model = network
         self._node_class = node_class
@@ -217,6 +234,8 @@ class Cluster(_CommonApi):
         self.storage: Optional[StorageFaults] = None  # storage failpoints, see harness.sim.storage
         self._closed = False
         _clock.acquire()
+        if self.consumers is not None:
+            _batteries.acquire()
         try:
             self._root = Path(tempfile.mkdtemp(prefix="raft-harness-", dir=base_dir or _fast_tmp()))
             self.storage = StorageFaults(self._root, self._events.at, self._clock.now, self.crash)
@@ -248,6 +267,8 @@ class Cluster(_CommonApi):
                 self.storage.close()
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
+            if self.consumers is not None:
+                _batteries.release()
             _clock.release()
 
     def _active(self):
@@ -271,12 +292,19 @@ class Cluster(_CommonApi):
         slot.incarnation += 1
         others = [SimNode(p) for p in sorted(peers)]
         self_node = SimNode(node_id) if slot.voter else None
+        extra, threads = {}, []
+        if self.consumers is not None:
+            extra["consumers"], threads = self.consumers.build(node_id)
         try:
             obj = self._node_class(self_node, others, self._node_conf(slot), nodeClass=SimNode,
-                                   transportClass=self._net.transport_factory(node_id))
+                                   transportClass=self._net.transport_factory(node_id), **extra)
         except Exception:
             self._record_error(node_id, "starting", traceback.format_exc())
             raise
+        if self.consumers is not None:
+            self.consumers.attach(node_id, slot.incarnation, obj, self._clock.now)
+        for thread in threads:
+            self._events.at(self._clock.now() + thread.wake_after, self._drive, slot, slot.incarnation, thread)
         compat.watch_journal(obj)
         self.storage.attach(node_id, obj)
         slot.obj = obj
@@ -314,6 +342,15 @@ class Cluster(_CommonApi):
         self._net.flush(slot.id)
         if slot.obj is obj:
             self._schedule_tick(slot, self._clock.now() + self.tick_interval)
+
+    def _drive(self, slot: _Slot, incarnation: int, thread: _batteries.CooperativeThread) -> None:
+        """One turn of a consumer's background thread, on virtual time (see harness.adapter.batteries)."""
+        if slot.obj is None or slot.incarnation != incarnation:
+            return  # the process it ran in is gone
+        wake: List[Optional[float]] = []
+        self._run_on(slot.id, "consumer thread", lambda: wake.append(thread.step()))
+        if wake and wake[0] is not None:
+            self._events.at(self._clock.now() + wake[0], self._drive, slot, incarnation, thread)
 
     def _after_delivery(self, node_id: str) -> None:
         # pysyncobj's poller returns when a message arrives and the next tick runs at once.
@@ -450,35 +487,81 @@ class Cluster(_CommonApi):
         return self._net.delivered
 
     # --- clients ---------------------------------------------------------------------------
-    def call(self, method: str, key: Any, *args: Any, via: Optional[str] = None) -> Operation:
+    def call(self, method: str, key: Any, *args: Any, via: Optional[str] = None,
+             consumer: Optional[str] = None) -> Operation:
         """Propose ``method(key, *args)`` of the replicated object through ``via`` (default: the leader).
 
         Any ``@replicated`` method of ``node_class`` works; the operation is
         recorded with ``kind=method`` and ``value`` the argument (a tuple for
         several), and its return value lands on ``result``.  Returns at once.
+
+        With ``consumer=name`` it proposes ``method(*args)`` of that consumer
+        instead (a ``@replicated`` method, or ``ReplLockManager.tryAcquire`` /
+        ``release``); ``key`` is only the history key the operation is filed
+        under (one per object, for a per-object check) and ``value`` is ``args``.
         """
+        if consumer is not None:
+            return self._invoke(method, method, key, args, tuple(args), via, consumer)
         value = args[0] if len(args) == 1 else (tuple(args) or None)
         return self._invoke(method, method, key, args, value, via)
 
+    def _consumer_set(self) -> Consumers:
+        if self.consumers is None:
+            raise ValueError("consumer given, but this Cluster was built without consumers=")
+        return self.consumers
+
     def _invoke(self, kind: str, method_name: str, key: Any, args: tuple, value: Any,
-                via: Optional[str]) -> Operation:
+                via: Optional[str], consumer: Optional[str] = None) -> Operation:
         via = self._client_target(via)
         slot = self._slots[via]
+        if consumer is not None:
+            self._consumer_set().check_call(consumer, method_name)
         op = self.history.invoke(kind, key, value, via, self.now)
         obj = slot.obj
         if obj is None:
             self._finish(op, FAILED, "NODE_DOWN")
             return op
-        method = getattr(obj, method_name, None)
-        if method is None or not getattr(method, "replicated", False):
+        method = getattr(obj if consumer is None else self.consumers.get(via, consumer), method_name, None)
+        if consumer is None and (method is None or not getattr(method, "replicated", False)):
             raise ValueError(f"method must be a @replicated method of {type(obj).__name__}, got {method_name!r}")
 
         def on_result(result: Any, error: int) -> None:
             settle(op, obj, result, error, self._finish)
 
+        call_args = args if consumer is not None else (key,) + tuple(args)
         with self._active():
-            self._run_on(via, f"client {method_name}", lambda: method(key, *args, callback=on_result))
+            self._run_on(via, f"client {method_name}", lambda: method(*call_args, callback=on_result))
         return op
+
+    def local_read(self, method: str, key: Any, *args: Any, via: Optional[str] = None, consumer: str) -> Operation:
+        """Call local (not replicated) ``method(*args)`` of ``consumer`` on ``via``'s replica, now.
+
+        Not a read through the log: a lagging or cut-off node answers from its
+        stale state.  Recorded at once, flagged by its kind ``local_<method>``
+        (``local_get``, ``local_len``), with ``value`` the args, ``result`` a
+        copy of the answer and ``index`` the last log entry ``via`` had applied.
+        """
+        via = self._client_target(via)
+        self._consumer_set().check_local(consumer, method)
+        op = self.history.invoke(local_kind(method), key, tuple(args), via, self.now)
+        obj = self._slots[via].obj
+        if obj is None:
+            self._finish(op, FAILED, "NODE_DOWN")
+            return op
+        try:
+            with self._active():  # e.g. ReplLockManager.isAcquired reads the clock
+                op.result = self.consumers.read(via, consumer, method, args)
+        except Exception as e:
+            self._finish(op, FAILED, type(e).__name__)
+            raise
+        op.index = obj.raftLastApplied
+        self._finish(op, OK, None)
+        return op
+
+    def consumer(self, node_id: str, name: str):
+        """Consumer ``name`` of ``node_id``'s live incarnation (None while crashed); for reading, not steering."""
+        slot = self._slot(node_id)
+        return None if slot.obj is None else self._consumer_set().get(node_id, name)
 
     def _finish(self, op: Operation, outcome: str, reason: Optional[str]) -> None:
         self.history.finish(op, outcome, reason, self.now)
@@ -519,9 +602,11 @@ class Cluster(_CommonApi):
         """Linearizable read through the leader, retrying until it commits."""
         return self._must(lambda via: self.get(key, via), f"read {key!r}", timeout).value
 
-    def must_call(self, method: str, key: Any, *args: Any, timeout: float = 30.0) -> Operation:
+    def must_call(self, method: str, key: Any, *args: Any, timeout: float = 30.0,
+                  consumer: Optional[str] = None) -> Operation:
         """:meth:`call` through the leader, retrying until one attempt commits."""
-        return self._must(lambda via: self.call(method, key, *args, via=via), f"{method} {key!r}", timeout)
+        return self._must(lambda via: self.call(method, key, *args, via=via, consumer=consumer),
+                          f"{method} {key!r}", timeout)
 
     # --- faults ----------------------------------------------------------------------------
     def add_send_filter(self, node_id: str, f: Filter) -> None:
