@@ -176,7 +176,8 @@ def started_threads() -> Iterator[List[CooperativeThread]]:
 
 
 def is_consumer(obj: Any) -> bool:
-    """What ``SyncObj(consumers=...)`` accepts: a SyncObjConsumer, or an object with ``_consumer()`` (ReplLockManager)."""
+    """What ``SyncObj(consumers=...)`` accepts: a SyncObjConsumer, or an object with ``_consumer()``
+    (ReplLockManager)."""
     return isinstance(obj, SyncObjConsumer) or (
         not isinstance(obj, type) and callable(getattr(obj, "_consumer", None)))
 
