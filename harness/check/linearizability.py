@@ -258,11 +258,19 @@ def _check_key_model(key: str, all_ops: List[Operation], model: Model, max_state
     it; the return of an op not yet linearized forces a backtrack.  Failed ops
     are left out; ops of unknown outcome return at +inf, so they may be
     linearized anywhere after their call or never.
+
+    Optional ops equal in kind and value are interchangeable (none has a
+    result or a return to respect), so they are linearized in invocation
+    order only: a linearization that uses some of them can always use the
+    earliest-invoked ones instead.  Without this, a client that retries one
+    call many times through a deposed leader (every retry pending forever)
+    makes the search explore every subset of the retries.
     """
     ops = [op for op in all_ops if op.outcome != FAILED]
     n = len(ops)
     required = [op.outcome == OK for op in ops]
     op_of, is_call, nxt, lift, unlift = _event_list(ops, required)
+    twin_before = _earlier_twins(ops, required)
 
     state = model.initial()
     linearized, remaining = 0, sum(required)
@@ -272,6 +280,9 @@ def _check_key_model(key: str, all_ops: List[Operation], model: Model, max_state
     entry = nxt[0]
     while remaining:
         i = op_of[entry]
+        if is_call[entry] and twin_before[i] >= 0 and not linearized >> twin_before[i] & 1:
+            entry = nxt[entry]  # its earlier twin goes first (see above)
+            continue
         if is_call[entry]:
             possible, after = model.step(state, ops[i])
             bits = linearized | (1 << i)
@@ -305,6 +316,23 @@ def _check_key_model(key: str, all_ops: List[Operation], model: Model, max_state
         unlift(call)
         entry = nxt[call]
     return None
+
+
+def _earlier_twins(ops: List[Operation], required: List[bool]) -> List[int]:
+    """For each optional op, the position of the latest earlier optional op of equal kind and value; -1 if none."""
+    twin_before = [-1] * len(ops)
+    last: List[Tuple[str, Any, int]] = []  # (kind, value, position) of the latest optional op of each class
+    for i, op in enumerate(ops):
+        if required[i]:
+            continue
+        for j, (kind, value, position) in enumerate(last):
+            if kind == op.kind and value == op.value:
+                twin_before[i] = position
+                last[j] = (kind, value, i)
+                break
+        else:
+            last.append((op.kind, op.value, i))
+    return twin_before
 
 
 class RegisterModel(Model):

@@ -162,13 +162,17 @@ class RaftMachine(RuleBasedStateMachine):
     # --- setup and the safety net ------------------------------------------------------------
     @initialize(nodes=st.integers(*stats.node_range()), seed=st.integers(0, 2 ** 16))
     def start_cluster(self, nodes: int, seed: int) -> None:
-        self.cluster = Cluster(nodes, seed, self.network, node_class=self.node_class,
-                               record_events=self.stream_checks, **self.cluster_options, **self.pysyncobj_conf)
+        self.cluster = self.make_cluster(nodes, seed)
         # A CRITICAL line from pysyncobj is evidence: an event of the example, in the campaign statistics too.
         self.cluster.pysyncobj_log.on_critical = lambda line: note(f"pysyncobj critical: {line.gist}")
         if self.recorder.detailed:
             self.cluster.record_messages()
         note(f"cluster size {nodes}")
+
+    def make_cluster(self, nodes: int, seed: int) -> Cluster:
+        """The cluster under test; override to build it another way (e.g. with ``consumers=``)."""
+        return Cluster(nodes, seed, self.network, node_class=self.node_class, record_events=self.stream_checks,
+                       **self.cluster_options, **self.pysyncobj_conf)
 
     def _settle(self) -> None:
         """Background traffic, then let the cluster run: every step sees client load, whatever

@@ -29,6 +29,7 @@ from pysyncobj import SyncObj, SyncObjConf
 from harness.util import node_dir_base, owned_dir
 
 from harness.sim import clock as _clock
+from harness.adapter import batteries as _batteries
 from harness.adapter import observe as compat
 from harness.contract import ClusterBase, NodeError
 from harness.adapter.events import EventTap
@@ -36,12 +37,14 @@ from harness.sim.events import EventQueue
 from harness.sim.faults import FaultApi, LeadershipTransfer
 from harness.wire.filters import Filter, FilterFactory
 from harness.wire.messages import Envelope
-from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, History, Operation
+from harness.history import UNKNOWN, History
 from harness.kv import KVStore
+from harness.sim.consumers import ConsumerFactory, Consumers
 from harness.sim.network import SimNetwork, SimNode
 from harness.check.events import Event
 from harness.sim.pysyncobj_log import PysyncobjLog
 from harness.state import NodeState
+from harness.sim.clients import ClientApi
 from harness.sim.membership import Membership, MembershipChange
 from harness.sim.storage import StorageFaults
 
@@ -68,8 +71,16 @@ class _Slot:
         self.draining = False  # handling what arrived while it was paused
 
 
-class Cluster(Membership, FaultApi, ClusterBase):
-    """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
+class Cluster(ClientApi, Membership, FaultApi, ClusterBase):
+    """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`.
+
+    ``node_class`` (a ``SyncObj`` subclass) defaults to :class:`~harness.kv.KVStore`.
+    ``consumers``, a callable taking a node id, gives each node incarnation its
+    ``SyncObjConsumer`` objects (e.g. pysyncobj's batteries) as ``{name: consumer}``
+    or a list; the nodes are then plain ``SyncObj`` unless ``node_class`` says
+    otherwise, and clients reach a consumer with ``call(..., consumer=name)``
+    and :meth:`local_call`.  See :mod:`harness.sim.consumers`.
+    """
 
     #: SyncObjConf settings the harness owns: key -> why it cannot be set.
     _FORBIDDEN_CONF = {
@@ -83,11 +94,16 @@ class Cluster(Membership, FaultApi, ClusterBase):
                          logCompactionMinTime=10 ** 9)
 
     def __init__(self, nodes: int = 3, seed: int = 0, network: str = "fifo", *,
-                 node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
+                 node_class: Optional[type] = None, consumers: Optional[ConsumerFactory] = None,
+                 latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
                  record_events: bool = False, old_connections_readable: bool = False,
                  **pysyncobj_conf: Any) -> None:
+        if node_class is None:
+            node_class = KVStore if consumers is None else SyncObj
         self._conf = self.check_arguments(nodes, seed, network, node_class, pysyncobj_conf)
+        #: The nodes' consumers (None without ``consumers=``); ``.lock_transitions`` for lock managers.
+        self.consumers = None if consumers is None else Consumers(consumers)
         self.seed = seed
         self.network_model = network
         self._node_class = node_class
@@ -112,6 +128,8 @@ class Cluster(Membership, FaultApi, ClusterBase):
         #: What pysyncobj logged while running this cluster's nodes (see harness.sim.pysyncobj_log).
         self.pysyncobj_log = PysyncobjLog(lambda: self._running_node, self._clock.now)
         _clock.acquire()
+        if self.consumers is not None:
+            _batteries.acquire()
         try:
             self.pysyncobj_log.open()
             self._root = owned_dir(base_dir or node_dir_base())
@@ -157,6 +175,8 @@ class Cluster(Membership, FaultApi, ClusterBase):
                 self.storage.close()
             if self._root is not None:
                 shutil.rmtree(self._root, ignore_errors=True)
+            if self.consumers is not None:
+                _batteries.release()
             _clock.release()
 
     def _active(self):
@@ -180,12 +200,15 @@ class Cluster(Membership, FaultApi, ClusterBase):
         slot.incarnation += 1
         others = [SimNode(p) for p in sorted(peers)]
         self_node = SimNode(node_id) if slot.voter else None
+        extra, threads = {}, []
+        if self.consumers is not None:
+            extra["consumers"], threads = self.consumers.build(node_id)
         previous, self._running_node = self._running_node, node_id
         if slot.clock is not None:
             _clock.route(slot.clock.read)
         try:
             obj = self._node_class(self_node, others, self._node_conf(slot), nodeClass=SimNode,
-                                   transportClass=self._net.transport_factory(node_id))
+                                   transportClass=self._net.transport_factory(node_id), **extra)
         except Exception:
             self._record_error(node_id, "starting", traceback.format_exc())
             raise
@@ -193,6 +216,10 @@ class Cluster(Membership, FaultApi, ClusterBase):
             self._running_node = previous
             if slot.clock is not None:
                 _clock.route(self._clock.read)
+        if self.consumers is not None:
+            self.consumers.attach(node_id, slot.incarnation, obj, self._clock.now)
+        for thread in threads:
+            self._events.at(self._clock.now() + thread.wake_after, self._drive, slot, slot.incarnation, thread)
         if self._tap is None:
             compat.watch_journal(obj)
         else:
@@ -398,80 +425,6 @@ class Cluster(Membership, FaultApi, ClusterBase):
         return self._net.delivered
 
     # --- clients ---------------------------------------------------------------------------
-    def call(self, method: str, key: Any, *args: Any, via: Optional[str] = None) -> Operation:
-        """Propose ``method(key, *args)`` of the replicated object through ``via`` (default: the leader).
-
-        Any ``@replicated`` method of ``node_class`` works; the operation is
-        recorded with ``kind=method`` and ``value`` the argument (a tuple for
-        several), and its return value lands on ``result``.  Returns at once.
-        """
-        value = args[0] if len(args) == 1 else (tuple(args) or None)
-        return self._invoke(method, method, key, args, value, via)
-
-    def _invoke(self, kind: str, method_name: str, key: Any, args: tuple, value: Any,
-                via: Optional[str]) -> Operation:
-        via = self._client_target(via)
-        slot = self._slots[via]
-        op = self.history.invoke(kind, key, value, via, self.now)
-        obj = slot.obj
-        if obj is None:
-            self._finish(op, FAILED, "NODE_DOWN")
-            return op
-        method = getattr(obj, method_name, None)
-        if method is None or not getattr(method, "replicated", False):
-            raise ValueError(f"method must be a @replicated method of {type(obj).__name__}, got {method_name!r}")
-
-        def on_result(result: Any, error: int) -> None:
-            self._settle(op, obj, result, error, self._finish)
-
-        with self._active():
-            self._run_on(via, f"client {method_name}", lambda: method(key, *args, callback=on_result))
-        return op
-
-    def _finish(self, op: Operation, outcome: str, reason: Optional[str]) -> None:
-        self.history.finish(op, outcome, reason, self.now)
-
-    def put(self, key: Any, value: Any, via: Optional[str] = None) -> Operation:
-        """Propose a write through ``via`` (default: the leader); returns its history entry at once."""
-        return self._invoke(WRITE, "set", key, (value,), value, via)
-
-    def get(self, key: Any, via: Optional[str] = None) -> Operation:
-        """Propose a read through the log (linearizable); the value lands on the operation."""
-        return self._invoke(READ, "get", key, (), None, via)
-
-    def _must(self, propose: Callable[[str], Operation], what: str, timeout: float,
-              attempt_timeout: float = 5.0) -> Operation:
-        """Propose through the current leader until one attempt commits.
-
-        An attempt can stall for good (a deposed leader appended it at an
-        index the new leader never reaches, so pysyncobj never calls back), so
-        each one gets ``attempt_timeout`` before the next is made.
-        """
-        deadline = self.now + timeout
-        last = None
-        while self.now < deadline:
-            if self.leader() is None and not self.run_until(lambda: self.leader() is not None, deadline - self.now):
-                break
-            attempt = last = propose(self.leader())
-            self.run_until(lambda: attempt.outcome != PENDING, min(attempt_timeout, deadline - self.now))
-            if attempt.outcome == OK:
-                return attempt
-            self.run_for(min(self.tick_interval, max(deadline - self.now, 0)))
-        raise AssertionError(f"{what} did not commit within {timeout} virtual seconds; last attempt: {last}")
-
-    def must_put(self, key: Any, value: Any, timeout: float = 30.0) -> Operation:
-        """Write through the leader, retrying until committed; AssertionError after ``timeout``."""
-        return self._must(lambda via: self.put(key, value, via), f"write {key!r}", timeout)
-
-    def must_get(self, key: Any, timeout: float = 30.0) -> Any:
-        """Linearizable read through the leader, retrying until it commits."""
-        return self._must(lambda via: self.get(key, via), f"read {key!r}", timeout).value
-
-    def must_call(self, method: str, key: Any, *args: Any, timeout: float = 30.0) -> Operation:
-        """:meth:`call` through the leader, retrying until one attempt commits."""
-        return self._must(lambda via: self.call(method, key, *args, via=via), f"{method} {key!r}", timeout)
-
-    # --- faults ----------------------------------------------------------------------------
     def add_send_filter(self, node_id: str, f: Filter) -> None:
         self._net.add_filter(node_id, "send", f)
 
