@@ -18,6 +18,7 @@ and the calls made on it.
 """
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import traceback
@@ -66,6 +67,9 @@ class _Slot:
         self.member = False
         self.clock: Optional[_clock.NodeClock] = None  # its own clock once its rate was skewed
         self.draining = False  # handling what arrived while it was paused
+        # The periodic tick grid (skip_idle_ticks): when its last tick ended, when its next one is due.
+        self.anchor = 0.0
+        self.next_tick = 0.0
 
 
 class Cluster(Membership, FaultApi, ClusterBase):
@@ -86,12 +90,16 @@ class Cluster(Membership, FaultApi, ClusterBase):
                  node_class: type = KVStore, latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
                  record_events: bool = False, old_connections_readable: bool = False,
-                 **pysyncobj_conf: Any) -> None:
+                 skip_idle_ticks: bool = False, **pysyncobj_conf: Any) -> None:
         self._conf = self.check_arguments(nodes, seed, network, node_class, pysyncobj_conf)
         self.seed = seed
         self.network_model = network
         self._node_class = node_class
         self.tick_interval = float(self._conf.get("autoTickPeriod", 0.05))
+        if not isinstance(skip_idle_ticks, bool):
+            raise ValueError(f"skip_idle_ticks must be a bool, got {skip_idle_ticks!r}")
+        #: Skip the periodic ticks at which no pysyncobj timer can fire (see _next_tick_at).
+        self.skip_idle_ticks = skip_idle_ticks
         self._clock = _clock.VirtualClock(read_step=read_step)
         self._node_rng = random.Random(seed)
         self._net_rng = self._network_rng(seed)
@@ -200,7 +208,8 @@ class Cluster(Membership, FaultApi, ClusterBase):
         self.storage.attach(node_id, obj)
         slot.obj = obj
         self._net.node_up(node_id)
-        self._schedule_tick(slot, self._clock.now() + self._net_rng.uniform(0, self.tick_interval))
+        slot.next_tick = self._clock.now() + self._net_rng.uniform(0, self.tick_interval)
+        self._schedule_tick(slot, slot.next_tick)
 
     # --- the event loop --------------------------------------------------------------------
     def _record_error(self, node_id: str, activity: str, tb: str) -> None:
@@ -234,6 +243,11 @@ class Cluster(Membership, FaultApi, ClusterBase):
         if own is not None:
             _clock.route(self._clock.read)
         self._net.flush(node_id)
+        if self.skip_idle_ticks:
+            env = self._net.delivering
+            slot = self._slots[node_id]
+            if env is None or env.dst != node_id or slot.draining:  # else the tick after a message follows
+                self._wake(slot)
 
     def _schedule_tick(self, slot: _Slot, at: float) -> None:
         slot.timer_gen += 1
@@ -265,13 +279,53 @@ class Cluster(Membership, FaultApi, ClusterBase):
             _clock.route(self._clock.read)
         self._net.flush(slot.id)
         if slot.obj is obj:
-            self._schedule_tick(slot, self._clock.now() + self.tick_interval)
+            self._schedule_next_tick(slot, obj)
+
+    def _idle_until(self, slot: _Slot, obj: SyncObj) -> Optional[float]:
+        """With ``skip_idle_ticks``, the time before which a tick of ``obj`` would only read the clock
+        (:func:`harness.adapter.observe.next_deadline`, half a period early: a tick's reads move the
+        clock on a little past its grid point); None when never skipped (a node on its own clock)."""
+        if not self.skip_idle_ticks or slot.clock is not None:
+            return None
+        return compat.next_deadline(obj) - self.tick_interval / 2
+
+    def _schedule_next_tick(self, slot: _Slot, obj: SyncObj, due: Optional[float] = None) -> None:
+        """Every ``tick_interval`` after the last tick; with ``skip_idle_ticks``, at the first point of
+        that grid not before ``due`` (default: :meth:`_idle_until`)."""
+        now = self._clock.now()
+        at = now + self.tick_interval
+        if due is None:
+            due = self._idle_until(slot, obj)
+        if due is not None:
+            slot.anchor = now
+            if due > at:
+                if math.isinf(due):
+                    slot.timer_gen += 1  # only an input can make it act: _wake
+                    slot.next_tick = due
+                    return
+                at = now + math.ceil((due - now) / self.tick_interval) * self.tick_interval
+        slot.next_tick = at
+        self._schedule_tick(slot, at)
+
+    def _wake(self, slot: _Slot) -> None:
+        """An input reached a node whose periodic ticks were skipped: back to the next point of its grid."""
+        now = self._clock.now()
+        if slot.next_tick <= now + self.tick_interval or slot.obj is None or self._net.is_paused(slot.id):
+            return
+        at = slot.anchor + max(1, math.ceil((now - slot.anchor) / self.tick_interval)) * self.tick_interval
+        if at < slot.next_tick:
+            slot.next_tick = at
+            self._schedule_tick(slot, at)
 
     def _after_delivery(self, node_id: str) -> None:
         # pysyncobj's poller returns when a message arrives and the next tick runs at once.
         slot = self._slots[node_id]
         if slot.obj is not None and not slot.draining:  # a resumed node ticks once its backlog is read
-            self._tick(slot)
+            due = self._idle_until(slot, slot.obj)
+            if due is not None and due > self._clock.now():
+                self._schedule_next_tick(slot, slot.obj, due)  # a tick now would only read the clock
+            else:
+                self._tick(slot)
 
     def _run_events(self, until: float, stop: Optional[Callable[[], bool]] = None) -> bool:
         with self._active():
@@ -526,6 +580,8 @@ class Cluster(Membership, FaultApi, ClusterBase):
         if slot.obj is None:
             raise ValueError(f"node_id {node_id!r} is crashed; restart it first")
         slot.obj.forceLogCompaction()
+        if self.skip_idle_ticks:
+            self._wake(slot)
         self.stats["snapshots_forced"] += 1
 
     def _apply_factories(self, node_id: str) -> None:
