@@ -303,16 +303,23 @@ class Cluster(Membership, FaultApi, ClusterBase):
                     slot.timer_gen += 1  # only an input can make it act: _wake
                     slot.next_tick = due
                     return
-                at = now + math.ceil((due - now) / self.tick_interval) * self.tick_interval
+                at = self._grid_point(at, due)
         slot.next_tick = at
         self._schedule_tick(slot, at)
+
+    def _grid_point(self, at: float, due: float) -> float:
+        """The first of ``at``, ``at + tick_interval``, ... not before ``due``, summed one period at a
+        time as the skipped ticks would have scheduled each other (a product rounds differently)."""
+        while at < due:
+            at += self.tick_interval
+        return at
 
     def _wake(self, slot: _Slot) -> None:
         """An input reached a node whose periodic ticks were skipped: back to the next point of its grid."""
         now = self._clock.now()
         if slot.next_tick <= now + self.tick_interval or slot.obj is None or self._net.is_paused(slot.id):
             return
-        at = slot.anchor + max(1, math.ceil((now - slot.anchor) / self.tick_interval)) * self.tick_interval
+        at = self._grid_point(slot.anchor + self.tick_interval, now)
         if at < slot.next_tick:
             slot.next_tick = at
             self._schedule_tick(slot, at)
