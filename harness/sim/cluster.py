@@ -18,7 +18,6 @@ and the calls made on it.
 """
 from __future__ import annotations
 
-import math
 import random
 import shutil
 import traceback
@@ -45,6 +44,7 @@ from harness.sim.pysyncobj_log import PysyncobjLog
 from harness.state import NodeState
 from harness.sim.membership import Membership, MembershipChange
 from harness.sim.storage import StorageFaults
+from harness.sim.ticks import TickSkipping
 
 __all__ = ["Cluster", "MembershipChange", "NodeError"]
 
@@ -72,7 +72,7 @@ class _Slot:
         self.next_tick = 0.0
 
 
-class Cluster(Membership, FaultApi, ClusterBase):
+class Cluster(TickSkipping, Membership, FaultApi, ClusterBase):
     """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`."""
 
     #: SyncObjConf settings the harness owns: key -> why it cannot be set.
@@ -249,14 +249,6 @@ class Cluster(Membership, FaultApi, ClusterBase):
             if env is None or env.dst != node_id or slot.draining:  # else the tick after a message follows
                 self._wake(slot)
 
-    def _schedule_tick(self, slot: _Slot, at: float) -> None:
-        slot.timer_gen += 1
-        self._events.at(at, self._timer, slot, slot.timer_gen)
-
-    def _timer(self, slot: _Slot, gen: int) -> None:
-        if gen == slot.timer_gen and slot.obj is not None:
-            self._tick(slot)
-
     def _tick(self, slot: _Slot) -> None:
         obj = slot.obj
         self.stats["ticks"] += 1
@@ -280,49 +272,6 @@ class Cluster(Membership, FaultApi, ClusterBase):
         self._net.flush(slot.id)
         if slot.obj is obj:
             self._schedule_next_tick(slot, obj)
-
-    def _idle_until(self, slot: _Slot, obj: SyncObj) -> Optional[float]:
-        """With ``skip_idle_ticks``, the time before which a tick of ``obj`` would only read the clock
-        (:func:`harness.adapter.observe.next_deadline`, half a period early: a tick's reads move the
-        clock on a little past its grid point); None when never skipped (a node on its own clock)."""
-        if not self.skip_idle_ticks or slot.clock is not None:
-            return None
-        return compat.next_deadline(obj) - self.tick_interval / 2
-
-    def _schedule_next_tick(self, slot: _Slot, obj: SyncObj, due: Optional[float] = None) -> None:
-        """Every ``tick_interval`` after the last tick; with ``skip_idle_ticks``, at the first point of
-        that grid not before ``due`` (default: :meth:`_idle_until`)."""
-        now = self._clock.now()
-        at = now + self.tick_interval
-        if due is None:
-            due = self._idle_until(slot, obj)
-        if due is not None:
-            slot.anchor = now
-            if due > at:
-                if math.isinf(due):
-                    slot.timer_gen += 1  # only an input can make it act: _wake
-                    slot.next_tick = due
-                    return
-                at = self._grid_point(at, due)
-        slot.next_tick = at
-        self._schedule_tick(slot, at)
-
-    def _grid_point(self, at: float, due: float) -> float:
-        """The first of ``at``, ``at + tick_interval``, ... not before ``due``, summed one period at a
-        time as the skipped ticks would have scheduled each other (a product rounds differently)."""
-        while at < due:
-            at += self.tick_interval
-        return at
-
-    def _wake(self, slot: _Slot) -> None:
-        """An input reached a node whose periodic ticks were skipped: back to the next point of its grid."""
-        now = self._clock.now()
-        if slot.next_tick <= now + self.tick_interval or slot.obj is None or self._net.is_paused(slot.id):
-            return
-        at = self._grid_point(slot.anchor + self.tick_interval, now)
-        if at < slot.next_tick:
-            slot.next_tick = at
-            self._schedule_tick(slot, at)
 
     def _after_delivery(self, node_id: str) -> None:
         # pysyncobj's poller returns when a message arrives and the next tick runs at once.
