@@ -199,6 +199,59 @@ def observe(node: SyncObj, node_id: str, incarnation: int, voter: bool, consume:
     )
 
 
+#: What :func:`next_deadline` returns for a node with work a tick would do right away.
+NOW = float("-inf")
+
+
+def next_deadline(node: SyncObj) -> float:
+    """The earliest time, on the node's own clock, at which a tick could change anything, given no input.
+
+    Mirrors every check of ``SyncObj._onTick`` (0.3.11 - 0.3.17): :data:`NOW` while there is work
+    (a dump to load, commands queued, entries to apply, a serializer result, a forced or due log
+    compaction, tick callbacks, onReady not yet called, a leader commit to advance), else the least of
+    the one-second journal timer, the election deadline (once connected to anyone: connections arrive
+    as inputs) or, on a leader, the next heartbeat and the moment it would step down for want of
+    responses.  ``inf`` means only an input can make a tick act.  A tick before the returned time
+    reads the clock and changes nothing else (the one-second timer only lags behind, as after a
+    poller that woke late).
+    """
+    if not node._SyncObj__transport.ready or node._SyncObj__needLoadDumpFile \
+            or node._SyncObj__onTickCallbacks or not node._SyncObj__onReadyCalled \
+            or len(node._SyncObj__commandsQueue._FastQueue__queue) \
+            or node.raftCommitIndex > node.raftLastApplied or node._SyncObj__forceLogCompaction:
+        return NOW
+    serializer = node._SyncObj__serializer
+    if serializer._Serializer__serializeChecker is not None or serializer._Serializer__pid != 0:
+        return NOW  # a dump being written or its outcome not yet collected
+    conf = node._SyncObj__conf
+    if len(_log(node)) > conf.logCompactionMinEntries:
+        return NOW
+    deadlines = [node._SyncObj__startTime + node._SyncObj__numOneSecondDumps,
+                 node._SyncObj__lastSerializedTime + conf.logCompactionMinTime]
+    state = node._SyncObj__raftState
+    if state != 2:
+        if node.selfNode is not None and node._SyncObj__connectedToAnyone():
+            deadlines.append(node._SyncObj__raftElectionDeadline)
+    else:
+        others = node._SyncObj__otherNodes
+        commit = node.raftCommitIndex
+        if node._SyncObj__leaderCommitIndex != commit:
+            return NOW
+        match = node._SyncObj__raftMatchIndex
+        majority = (len(others) + 1) / 2
+        if _log(node)[-1][1] > commit and 1 + sum(match[n] > commit for n in others) > majority:
+            return NOW
+        deadlines.append(node._SyncObj__newAppendEntriesTime)
+        # It steps down once no more than a minority (counting itself) answered within the fallback timeout.
+        needed = int(majority)  # fresh answers it needs: 1 + needed > majority
+        fresh = sorted((node._SyncObj__lastResponseTime[n] for n in others), reverse=True)
+        if needed > len(fresh):
+            return NOW
+        if needed:
+            deadlines.append(fresh[needed - 1] + conf.leaderFallbackTimeout)
+    return min(deadlines)
+
+
 def close_files(node: SyncObj) -> None:
     """Release a crashed node's file descriptors without saving anything pysyncobj would not.
 

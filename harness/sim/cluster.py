@@ -47,6 +47,7 @@ from harness.state import NodeState
 from harness.sim.clients import ClientApi
 from harness.sim.membership import Membership, MembershipChange
 from harness.sim.storage import StorageFaults
+from harness.sim.ticks import TickSkipping
 
 __all__ = ["Cluster", "MembershipChange", "NodeError"]
 
@@ -69,9 +70,12 @@ class _Slot:
         self.member = False
         self.clock: Optional[_clock.NodeClock] = None  # its own clock once its rate was skewed
         self.draining = False  # handling what arrived while it was paused
+        # The periodic tick grid (skip_idle_ticks): when its last tick ended, when its next one is due.
+        self.anchor = 0.0
+        self.next_tick = 0.0
 
 
-class Cluster(ClientApi, Membership, FaultApi, ClusterBase):
+class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
     """A simulated pysyncobj cluster.  Use as a context manager, or call :meth:`close`.
 
     ``node_class`` (a ``SyncObj`` subclass) defaults to :class:`~harness.kv.KVStore`.
@@ -98,7 +102,7 @@ class Cluster(ClientApi, Membership, FaultApi, ClusterBase):
                  latency: Tuple[float, float] = (0.002, 0.02),
                  reconnect_delay: float = 0.2, read_step: float = 1e-6, base_dir: Optional[str] = None,
                  record_events: bool = False, old_connections_readable: bool = False,
-                 **pysyncobj_conf: Any) -> None:
+                 skip_idle_ticks: bool = False, **pysyncobj_conf: Any) -> None:
         if node_class is None:
             node_class = KVStore if consumers is None else SyncObj
         self._conf = self.check_arguments(nodes, seed, network, node_class, pysyncobj_conf)
@@ -108,6 +112,10 @@ class Cluster(ClientApi, Membership, FaultApi, ClusterBase):
         self.network_model = network
         self._node_class = node_class
         self.tick_interval = float(self._conf.get("autoTickPeriod", 0.05))
+        if not isinstance(skip_idle_ticks, bool):
+            raise ValueError(f"skip_idle_ticks must be a bool, got {skip_idle_ticks!r}")
+        #: Skip the periodic ticks at which no pysyncobj timer can fire (see _next_tick_at).
+        self.skip_idle_ticks = skip_idle_ticks
         self._clock = _clock.VirtualClock(read_step=read_step)
         self._node_rng = random.Random(seed)
         self._net_rng = self._network_rng(seed)
@@ -227,7 +235,8 @@ class Cluster(ClientApi, Membership, FaultApi, ClusterBase):
         self.storage.attach(node_id, obj)
         slot.obj = obj
         self._net.node_up(node_id)
-        self._schedule_tick(slot, self._clock.now() + self._net_rng.uniform(0, self.tick_interval))
+        slot.next_tick = self._clock.now() + self._net_rng.uniform(0, self.tick_interval)
+        self._schedule_tick(slot, slot.next_tick)
 
     # --- the event loop --------------------------------------------------------------------
     def _record_error(self, node_id: str, activity: str, tb: str) -> None:
@@ -261,14 +270,11 @@ class Cluster(ClientApi, Membership, FaultApi, ClusterBase):
         if own is not None:
             _clock.route(self._clock.read)
         self._net.flush(node_id)
-
-    def _schedule_tick(self, slot: _Slot, at: float) -> None:
-        slot.timer_gen += 1
-        self._events.at(at, self._timer, slot, slot.timer_gen)
-
-    def _timer(self, slot: _Slot, gen: int) -> None:
-        if gen == slot.timer_gen and slot.obj is not None:
-            self._tick(slot)
+        if self.skip_idle_ticks:
+            env = self._net.delivering
+            slot = self._slots[node_id]
+            if env is None or env.dst != node_id or slot.draining:  # else the tick after a message follows
+                self._wake(slot)
 
     def _tick(self, slot: _Slot) -> None:
         obj = slot.obj
@@ -292,13 +298,17 @@ class Cluster(ClientApi, Membership, FaultApi, ClusterBase):
             _clock.route(self._clock.read)
         self._net.flush(slot.id)
         if slot.obj is obj:
-            self._schedule_tick(slot, self._clock.now() + self.tick_interval)
+            self._schedule_next_tick(slot, obj)
 
     def _after_delivery(self, node_id: str) -> None:
         # pysyncobj's poller returns when a message arrives and the next tick runs at once.
         slot = self._slots[node_id]
         if slot.obj is not None and not slot.draining:  # a resumed node ticks once its backlog is read
-            self._tick(slot)
+            due = self._idle_until(slot, slot.obj)
+            if due is not None and due > self._clock.now():
+                self._schedule_next_tick(slot, slot.obj, due)  # a tick now would only read the clock
+            else:
+                self._tick(slot)
 
     def _run_events(self, until: float, stop: Optional[Callable[[], bool]] = None) -> bool:
         with self._active():
@@ -479,6 +489,8 @@ class Cluster(ClientApi, Membership, FaultApi, ClusterBase):
         if slot.obj is None:
             raise ValueError(f"node_id {node_id!r} is crashed; restart it first")
         slot.obj.forceLogCompaction()
+        if self.skip_idle_ticks:
+            self._wake(slot)
         self.stats["snapshots_forced"] += 1
 
     def _apply_factories(self, node_id: str) -> None:

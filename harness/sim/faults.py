@@ -195,6 +195,8 @@ class FaultApi:
             slot.clock = _clock.NodeClock(self._clock, rate)
         else:
             slot.clock.set_rate(rate)
+        if self.skip_idle_ticks:
+            self._wake(slot)  # its skipped ticks were planned on the shared clock
 
     def clock_rate(self, node_id: str) -> float:
         slot = self._slot(node_id)
