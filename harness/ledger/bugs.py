@@ -72,14 +72,7 @@ _BUGS: List[Bug] = [
         (_F + "test_restart_forgets_term_and_vote.py::test_a_restarted_node_keeps_its_term_and_vote",
          _S + "test_durability.py::test_restarted_node_remembers_its_term_and_vote",
          _S + "test_pysyncobj_ports.py::test_journal_restart_and_replay_twice"),
-        no_fix=("persisting the term and the vote is the feature 0.3.16 added to journal.py and syncobj.py, "
-                "not a correction of a line: before it FileJournal has no API for them and writes its .meta "
-                "file only from its one-second timer, so a fix would have to store them from SyncObj into "
-                "FileJournal's private meta and write it synchronously before every vote and term change "
-                "(in __onMessageReceived and _onTick), and read them back in SyncObj.__init__: three "
-                "patched methods for one bug, where a fix is one Mutation of one method; and no state "
-                "machine has reached a violation caused by it on an unmodified release (FINDINGS.md #4), "
-                "so a campaign would gain nothing from it")),
+        fix="persist_term_and_vote"),
     Bug(5, "restarting between writing a dump and truncating the log loses acknowledged entries", "0.3.11",
         "0.3.17", "fifo",
         (_S + "test_durability.py::test_restart_between_dump_and_log_truncation_keeps_acknowledged_entries",
