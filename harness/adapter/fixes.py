@@ -18,8 +18,9 @@ absent and :func:`~harness.adapter.patching.inject` raises
 bug's fix, its releases and its regression tests, and ``tests/test_ledger.py``
 checks that the two agree on every release.  The fixes live in one module per concern
 (:mod:`~harness.adapter.fixes_replication`, :mod:`~harness.adapter.fixes_restart`,
-:mod:`~harness.adapter.fixes_requests`, :mod:`~harness.adapter.fixes_election`); any set of them installs together, in
-any order (none replaces what another one patches).
+:mod:`~harness.adapter.fixes_requests`, :mod:`~harness.adapter.fixes_election`).  No fix
+replaces the lines another one patches, so the fixes of a release install together
+(``tests/test_ledger.py`` installs them in ledger order and reversed, on every release).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import List
+from typing import List, Tuple
 
 from harness.adapter.patching import Mutation
 from harness.adapter.probes import Probe, snapshot_data
@@ -20,7 +20,8 @@ __all__ = ["FIXES"]
 LOAD_DUMP = "_SyncObj__loadDumpFile"
 
 
-def _write_dump(path: str, last: tuple, prev: tuple) -> None:
+def _write_dump(path: str, last: Tuple[int, int], prev: Tuple[int, int]) -> None:
+    """A dump file as pysyncobj writes one, its log ending at ``last`` (index, term) after ``prev``."""
     with open(path, "wb") as f:
         f.write(snapshot_data(last=last, prev=prev))
 
