@@ -27,5 +27,6 @@ harness stays out).
 * :mod:`~harness.adapter.injected_bugs`: Raft bugs we inject to show that the
   checker catches them (``INJECTED_BUGS``).
 * :mod:`~harness.adapter.fixes`: fixes for real pysyncobj bugs the harness
-  found (``KNOWN_FIXES``).
+  found (``KNOWN_FIXES``), kept by concern in ``fixes_replication``,
+  ``fixes_restart``, ``fixes_requests`` and ``fixes_election``.
 """

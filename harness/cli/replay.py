@@ -213,9 +213,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     blob = parse_blob(target, args.hypothesis_version)
     if blob is None:
         raise UsageError(f"{target}: no such report (file or directory), and not a @reproduce_failure blob")
-    from harness.adapter.fixes import KNOWN_FIXES
+    from harness.ledger.bugs import known_fixes
 
-    with patched(list(KNOWN_FIXES) if args.known_fixes else []):
+    with patched(known_fixes() if args.known_fixes else []):
         try:
             return replay_blob(blob[0], blob[1], args.machine, args.network, sys.stdout)
         except UsageError as e:

@@ -16,8 +16,9 @@ cluster.  It provides:
       (``all`` runs both kinds of machines; the fixture then defaults to fifo).
   ``--raft-known-fixes`` (``--known-fixes``)
       tests under a ``properties/`` directory run on pysyncobj with the fixes
-      for findings already made (:data:`harness.adapter.fixes.KNOWN_FIXES`),
-      their examples under their own key prefix of the database.
+      for findings already made (:func:`harness.ledger.bugs.known_fixes`: every
+      fix in the ledger for the installed release), their examples under their
+      own key prefix of the database.
   ``--raft-storage`` (``--storage``), ``--raft-soak`` (``--runsoak``, or
   ``RAFT_HARNESS_SOAK=1``), ``--raft-slow`` (``--runslow``)
       run the tests marked ``storage``, ``soak``, ``slow`` (skipped otherwise).
@@ -88,8 +89,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--raft-known-fixes", "--known-fixes", dest="raft_known_fixes", action="store_true",
                     default=False,
                     help="run the tests under properties/ on pysyncobj with the fixes for findings already made "
-                         "(harness.adapter.fixes.KNOWN_FIXES): hunt for new bugs instead of rediscovering "
-                         "those. --known-fixes: old spelling, kept for one release")
+                         "(every fix in the ledger for the installed release, harness.ledger.bugs.known_fixes): "
+                         "hunt for new bugs instead of rediscovering those. --known-fixes: old spelling, kept "
+                         "for one release")
     group.addoption("--raft-storage", "--storage", dest="raft_storage", action="store_true", default=False,
                     help="also run the tests marked storage (storage-fault machines; they break pysyncobj by "
                          "design). --storage: old spelling, kept for one release")
@@ -171,12 +173,12 @@ def _raft_known_fixes(request: pytest.FixtureRequest) -> Iterator[None]:
     """With --raft-known-fixes, every test under a properties/ directory runs on patched pysyncobj
     (never the harness' own tests: its finding tests must keep failing on the unmodified releases)."""
     if request.config.getoption("raft_known_fixes"):
-        from harness.adapter.fixes import KNOWN_FIXES
         from harness.adapter.patching import inject
         from harness.fuzz.selection import known_fixes_apply_to
+        from harness.ledger.bugs import known_fixes
 
         if known_fixes_apply_to(request.node.path, request.config.rootpath):
-            with inject(*KNOWN_FIXES):
+            with inject(*known_fixes()):
                 yield
             return
     yield

@@ -52,31 +52,102 @@ class Bug:
 
 
 _F = "tests/findings/"
+_S = "tests/scenarios/"
+_ST = "tests/test_storage.py::"
+#: Why a fix outside ``SyncObj`` cannot be a fix here: the engine (:mod:`harness.adapter.patching`)
+#: patches methods of ``pysyncobj.syncobj.SyncObj`` only.
+_NOT_SYNCOBJ = "the patch engine patches SyncObj methods only"
 _BUGS: List[Bug] = [
     Bug(1, "a second membership change is accepted before the first commits", "0.3.11", "0.3.17", "fifo",
-        (_F + "test_concurrent_membership_change.py",)),
+        (_F + "test_concurrent_membership_change.py::test_second_membership_change_waits_for_the_first",),
+        fix="membership_change_guard"),
     Bug(2, "a stale append_entries truncates committed entries", "0.3.11", "0.3.17", "unreliable",
-        (_F + "test_reordered_append_entries.py",)),
+        (_F + "test_reordered_append_entries.py::test_stale_append_entries_never_moves_commit_index_back",),
+        fix="truncate_on_conflict_only"),
     Bug(3, "a deposed leader acknowledges its uncommitted writes when a snapshot reaches it", "0.3.11", "0.3.17",
-        "fifo", (_F + "test_snapshot_chunk_commits_stale_entries.py",), fix="snapshot_chunk_commit"),
+        "fifo", (_F + "test_snapshot_chunk_commits_stale_entries.py::"
+                      "test_snapshot_transfer_never_commits_the_receivers_own_stale_entries",),
+        fix="snapshot_chunk_commit"),
     Bug(4, "a restarted node forgets its term and vote", "0.3.11", "0.3.15", "any",
-        (_F + "test_restart_forgets_term_and_vote.py",)),
+        (_F + "test_restart_forgets_term_and_vote.py::test_a_restarted_node_keeps_its_term_and_vote",
+         _S + "test_durability.py::test_restarted_node_remembers_its_term_and_vote",
+         _S + "test_pysyncobj_ports.py::test_journal_restart_and_replay_twice"),
+        fix="persist_term_and_vote"),
     Bug(5, "restarting between writing a dump and truncating the log loses acknowledged entries", "0.3.11",
         "0.3.17", "fifo",
-        ("tests/scenarios/test_durability.py::test_restart_between_dump_and_log_truncation_keeps_acknowledged_entries",)),
+        (_S + "test_durability.py::test_restart_between_dump_and_log_truncation_keeps_acknowledged_entries",
+         _ST + "test_crash_between_dump_and_truncate_drops_acknowledged_entries_after_the_dump"),
+        fix="dump_keeps_journal_tail"),
     Bug(6, "a forwarded write is never answered when the follower's connection to the leader drops", "0.3.11",
         "0.3.17", "fifo",
-        ("tests/scenarios/test_consistency.py::test_a_forwarded_write_lost_with_its_connection_is_answered",)),
+        (_S + "test_consistency.py::test_a_forwarded_write_lost_with_its_connection_is_answered",
+         _F + "test_forwarded_write_while_disconnected.py::"
+              "test_a_write_forwarded_while_the_connection_is_down_is_answered"),
+        fix="forwarded_command_failed_on_disconnect"),
     Bug(7, "a leader commits entries of earlier terms by counting replicas", "0.3.11", "0.3.11", "fifo",
-        ("tests/scenarios/test_raft_paper.py::test_new_leader_commits_an_old_term_entry_only_with_an_entry_of_its_own_term",)),
-    Bug(8, "a follower's commit index goes backwards", "0.3.11", "0.3.11", "fifo",
-        ("tests/scenarios/test_cluster_scenarios.py",)),
-    Bug(12, "a follower installs a snapshot older than its log", "0.3.11", "0.3.17", "fifo",
-        (_F + "test_stale_snapshot_rolls_back_follower.py",), fix="stale_snapshot_keeps_log"),
+        (_S + "test_raft_paper.py::test_new_leader_commits_an_old_term_entry_only_with_an_entry_of_its_own_term",),
+        fix="commit_current_term_only"),
+    Bug(8, "a follower takes a new leader's lower commit index", "0.3.11", "0.3.11", "fifo",
+        (_S + "test_cluster_scenarios.py::test_three_way_split_has_no_majority_and_commits_nothing",
+         _S + "test_consistency.py::test_stale_leader_serves_stale_local_reads_but_no_stale_log_reads"),
+        fix="follower_commit_monotonic"),
+    Bug(9, "a full disk leaves a gap in the journal; after a restart the entries behind the gap take the "
+           "missing indexes", "0.3.11", "0.3.17", "fifo",
+        (_ST + "test_disk_full_on_a_follower_leaves_a_gap_in_its_journal",
+         _ST + "test_disk_full_gap_restarted_early_leaves_a_follower_stuck_for_good",
+         _ST + "test_disk_full_on_the_leader_commits_writes_it_never_acknowledges"),
+        no_fix=("the fix belongs in FileJournal.add (pysyncobj/journal.py), which appends to its in-memory "
+                "list before writing and neither undoes that nor keeps its offset when the write fails; "
+                + _NOT_SYNCOBJ + ", and SyncObj only sees the write's exception escape __raftLog.add at "
+                "one of its call sites, after the entry is already in the in-memory log"),
+        storage=True),
+    Bug(10, "a torn dump leaves a node that never applies anything, and it spreads the tear", "0.3.11",
+        "0.3.17", "fifo",
+        (_ST + "test_torn_dump_leaves_a_restarted_node_that_never_applies_and_spreads_the_tear",),
+        no_fix=("the tear comes from Serializer, which writes and renames the dump without fsync "
+                "(pysyncobj/serializer.py), and " + _NOT_SYNCOBJ + ".  What SyncObj does next (carry on "
+                "with an empty state machine, answer success=True for a received dump it could not load) "
+                "cannot be repaired in SyncObj: the state the dump held is gone from that node, and a "
+                "leader with a torn dump has no other snapshot to send"),
+        storage=True),
+    Bug(11, "without fsync, a power cut loses what a node acknowledged: its log entries and its vote",
+        "0.3.11", "0.3.17", "fifo",
+        (_ST + "test_power_loss_makes_a_node_forget_its_vote_and_elect_two_leaders_in_one_term[True]",
+         _ST + "test_power_loss_on_a_follower_then_a_leader_crash_loses_acknowledged_writes"),
+        no_fix=("durability needs an fsync of the .meta file (MetaStorer.storeMeta) and an msync of the "
+                "journal (FileJournal.add) before a node answers, both in pysyncobj/journal.py, and "
+                + _NOT_SYNCOBJ + "; the storage model (harness.sim.storage) would also have to honour an "
+                "fsync, as it honours only the journal's msync and the OS's writebacks"),
+        storage=True),
+    Bug(12, "a follower installs a snapshot older than its log: its commit index and state machine go back",
+        "0.3.11", "0.3.17", "fifo",
+        (_F + "test_stale_snapshot_rolls_back_follower.py::"
+              "test_stale_snapshot_never_moves_a_followers_commit_index_or_state_back",
+         _F + "test_stale_snapshot_rolls_back_follower.py::test_a_check_per_step_sees_the_rollback_too",
+         _F + "test_stale_snapshot_rolls_back_follower.py::"
+              "test_acknowledged_writes_survive_a_stale_snapshot_and_two_crashes"),
+        fix="stale_snapshot_keeps_log"),
+    Bug(13, "a reply to a forwarded command that comes after its index was applied raises in the follower, "
+            "and its client is never answered", "0.3.11", "0.3.14", "unreliable",
+        (_F + "test_stale_command_response.py::test_a_late_reply_to_a_forwarded_command_is_answered",),
+        fix="stale_command_response_answered"),
+    Bug(14, "a node restarted from an older dump keeps a stored commit index past its log", "0.3.11", "0.3.15",
+        "fifo", (_F + "test_commit_index_past_restored_log.py::test_a_node_restarted_from_an_older_dump_"
+                      "never_claims_a_commit_index_past_its_log",),
+        fix="commit_index_clamped_to_log", storage=True),
+    Bug(15, "a candidate counts a duplicated vote twice and wins without a majority", "0.3.11", "0.3.17",
+        "unreliable", (_F + "test_duplicated_vote.py::test_a_duplicated_vote_counts_once",),
+        fix="count_each_vote_once"),
 ]
 
 #: Every known bug by id.
 LEDGER: Dict[int, Bug] = {b.id: b for b in _BUGS}
+
+
+def known_fixes(version: Tuple[int, ...] = VERSION_INFO) -> List[str]:
+    """The fixes of every bug the given (default: the installed) release has, in ledger order: what
+    ``--known-fixes`` installs.  They install together (``tests/test_ledger.py`` checks it per release)."""
+    return [b.fix for b in LEDGER.values() if b.fix and b.affects(version)]
 
 
 def applicable(network: str, version: Tuple[int, ...] = VERSION_INFO) -> List[Bug]:

@@ -24,8 +24,9 @@ crashes later from the cluster.  See FINDINGS.md.
 import pytest
 
 from harness import Cluster, DelayFilter, SafetyChecker, SafetyViolation
-from harness.history import OK
+from harness.adapter.observe import VERSION_INFO
 from harness.adapter.patching import inject
+from harness.history import OK
 
 affected = pytest.mark.xfail(strict=True, raises=SafetyViolation,
                              reason="pysyncobj 0.3.11-0.3.17 install a snapshot older than the follower's log")
@@ -55,9 +56,17 @@ def test_stale_snapshot_never_moves_a_followers_commit_index_or_state_back():
     _check_every_message_after_a_stale_snapshot()
 
 
-@affected
+@pytest.mark.xfail(VERSION_INFO < (0, 3, 12) or VERSION_INFO >= (0, 3, 16), strict=True, raises=SafetyViolation,
+                   reason="pysyncobj 0.3.11 and 0.3.16-0.3.17 lower the stored commit index when they install a "
+                          "snapshot older than the follower's log")
 def test_a_check_per_step_sees_the_rollback_too():
-    """The fuzzer checks after each step (0.25 s), not per message: the journal remembers the drop."""
+    """The fuzzer checks after each step (0.25 s), not per message: the journal remembers the drop.
+
+    Only where the commit index does drop: 0.3.16's clamp in ``__loadDumpFile`` lowers it to the
+    snapshot's index, and 0.3.11 takes the leader's commit index even when it is lower.  0.3.12 -
+    0.3.15 keep the commit index past the shortened log until the entries behind the snapshot
+    arrive, so between two steps there is no drop to remember; the per-message check of the first
+    test sees the commit index past the log there."""
     try:
         _check_each_step_after_a_stale_snapshot()
     except SafetyViolation as e:
@@ -80,13 +89,11 @@ def test_acknowledged_writes_survive_a_stale_snapshot_and_two_crashes():
     _crash_the_follower_while_it_lacks_acknowledged_writes()
 
 
-def test_the_known_fix_removes_every_violation():
-    """``harness.adapter.fixes.KNOWN_FIXES['stale_snapshot_keeps_log']`` makes exactly these steps pass,
-    and a restart after a skipped snapshot too (the fix has to put the node's own dump file back)."""
+def test_the_known_fix_keeps_the_followers_own_dump():
+    """With ``harness.adapter.fixes.KNOWN_FIXES['stale_snapshot_keeps_log']`` a restart after a skipped
+    snapshot loses nothing: the fix has to put the node's own dump file back.  (That the fix makes the
+    three tests above pass is checked with every other fix in tests/test_known_fixes.py.)"""
     with inject("stale_snapshot_keeps_log"):
-        _check_every_message_after_a_stale_snapshot()
-        _check_each_step_after_a_stale_snapshot()
-        _crash_the_follower_while_it_lacks_acknowledged_writes()
         for seed in range(4):
             _restart_after_skipping_a_stale_snapshot(seed)
 

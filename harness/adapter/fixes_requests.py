@@ -1,0 +1,130 @@
+"""Fixes for the findings in how pysyncobj handles requests: membership changes and forwarded commands
+(FINDINGS.md 1, 6, 13).
+
+A client's request either goes into the leader's log (a membership change is refused while another
+is uncommitted) or, on a follower, is forwarded to the leader and waits for its reply; these fixes
+make the guard work and make every forwarded command end with an answer.  Each is a
+:class:`~harness.adapter.patching.Mutation` with a probe that is True only with the fix in;
+:mod:`harness.adapter.fixes` collects them into ``KNOWN_FIXES``.
+"""
+from __future__ import annotations
+
+from typing import List
+
+from pysyncobj import FAIL_REASON
+
+from harness.adapter.patching import ON_MESSAGE, Mutation
+from harness.adapter.probes import FOLLOWER, LEADER, Probe
+
+__all__ = ["FIXES"]
+
+#: A regular command: pysyncobj's type byte 0, then the payload.
+_COMMAND = b"\x00command"
+
+
+# --------------------------------------------------------------------------------------------
+# Probes: each is True when the *fixed* behaviour is there
+# --------------------------------------------------------------------------------------------
+def _probe_membership_change_guard(p: Probe) -> bool:
+    p.get("conf").dynamicMembershipChange = True
+    p.make(LEADER, 1)
+    p.set("noopIDx", 1)  # the leader's no-op is applied: membership changes are allowed
+    p.set("raftLastApplied", 1)
+    outcomes: List[int] = []
+    p.obj.addNodeToCluster("d", callback=lambda result, error: outcomes.append(error))
+    p.obj.addNodeToCluster("e", callback=lambda result, error: outcomes.append(error))
+    p.obj._checkCommandsToApply()  # the leader's tick: the first change is appended, the second must wait
+    return outcomes == [FAIL_REASON.REQUEST_DENIED] and p.log == [(1, 0), (2, 1)]
+
+
+def _forward_one_command(p: Probe) -> List[int]:
+    """A follower of b forwards one command to b; the outcomes its callback gets, as a live list."""
+    p.make(FOLLOWER, 1)
+    p.set("raftLeader", p.node("b"))
+    outcomes: List[int] = []
+    p.obj._applyCommand(_COMMAND, lambda result, error: outcomes.append(error))
+    p.obj._checkCommandsToApply()
+    assert p.sent_to("b", "apply_command"), "the probe's command was not forwarded"
+    return outcomes
+
+
+def _probe_forwarded_command_failed_on_disconnect(p: Probe) -> bool:
+    outcomes = _forward_one_command(p)
+    p.transport._onNodeDisconnected(p.node("b"))  # the connection to the leader drops
+    return outcomes == [FAIL_REASON.LEADER_CHANGED] and p.obj._getLeader() is None
+
+
+def _probe_stale_command_response_answered(p: Probe) -> bool:
+    outcomes = _forward_one_command(p)
+    request_id = p.sent_to("b", "apply_command")[0]["request_id"]
+    p.set("raftLastApplied", 2)  # index 2 was applied before the reply that puts the command there
+    try:
+        p.receive("b", {"type": "apply_command_response", "request_id": request_id, "log_idx": 2, "log_term": 1})
+    except AssertionError:
+        return False
+    return outcomes == [FAIL_REASON.LEADER_CHANGED]
+
+
+# --------------------------------------------------------------------------------------------
+# The fixes
+# --------------------------------------------------------------------------------------------
+FIXES: List[Mutation] = [
+    Mutation(
+        name="membership_change_guard",
+        title="Finding 1: a leader refuses a membership change while another is uncommitted",
+        description=(
+            "``__changeCluster`` refuses a change while ``__changeClusterIDx`` is set and clears it once "
+            "that index is applied, but nothing ever set it.  With the fix an accepted change records "
+            "the index ``_checkCommandsToApply`` appends it at, so a second change is refused "
+            "(REQUEST_DENIED) until the first is applied, which Raft's one-at-a-time membership rule "
+            "needs."),
+        method="_SyncObj__changeCluster",
+        old="    return self.__doChangeCluster(request)\n",
+        new=("    # KNOWN FIX membership_change_guard (finding 1): remember where this change goes, so the\n"
+             "    # guard above refuses the next one until this one is applied\n"
+             "    if not self.__doChangeCluster(request):\n"
+             "        return False\n"
+             "    self.__changeClusterIDx = self.__getCurrentLogIndex() + 1\n"
+             "    return True\n"),
+        probe=_probe_membership_change_guard,
+    ),
+    Mutation(
+        name="forwarded_command_failed_on_disconnect",
+        title="Finding 6: a follower whose connection to the leader drops fails the commands it forwarded",
+        description=(
+            "Commands a follower forwarded wait in ``__commandsWaitingReply`` until the leader's reply, "
+            "which is lost with the connection.  With the fix, losing the connection to the leader "
+            "is a leader change to \"no leader known\": the follower forgets the leader and fails the "
+            "waiting commands with LEADER_CHANGED (outcome unknown: the command may have reached the "
+            "leader), as pysyncobj does when another leader appears.  Commands submitted while the "
+            "connection is down then wait in the queue for a leader (``commandsWaitLeader``, the "
+            "default; MISSING_LEADER without it) instead of being forwarded into a connection that "
+            "drops them; the leader's next append_entries makes it the known leader again."),
+        method="_SyncObj__onNodeDisconnected",
+        old="    self.__connectedNodes.discard(node)\n",
+        new=("    self.__connectedNodes.discard(node)\n"
+             "    if node == self.__raftLeader:  # KNOWN FIX forwarded_command_failed_on_disconnect (finding 6)\n"
+             "        self.__raftLeader = None\n"
+             "        self.__onLeaderChanged()\n"),
+        probe=_probe_forwarded_command_failed_on_disconnect,
+    ),
+    Mutation(
+        name="stale_command_response_answered",
+        title="Finding 13: a follower answers a command whose leader reply comes after its index was applied",
+        description=(
+            "Ported from pysyncobj 0.3.15: when the reply to a forwarded command names an index the "
+            "follower has applied already, the command's outcome cannot be tracked any more; the "
+            "callback is failed instead of ``assert idx > raftLastApplied`` raising out of the message "
+            "handler (the callback was popped already, so the client was never answered).  0.3.15 "
+            "answers UNKNOWN_OUTCOME, which the releases before it do not have: the fix answers "
+            "LEADER_CHANGED, the other outcome-unknown reason."),
+        method=ON_MESSAGE,
+        old=("                assert idx > self.__raftLastApplied\n"
+             "                self.__commandsWaitingCommit[idx].append((term, callback))\n"),
+        new=("                if idx <= self.__raftLastApplied:  # KNOWN FIX stale_command_response_answered (finding 13)\n"
+             "                    callback(None, FAIL_REASON.LEADER_CHANGED)\n"
+             "                else:\n"
+             "                    self.__commandsWaitingCommit[idx].append((term, callback))\n"),
+        probe=_probe_stale_command_response_answered,
+    ),
+]

@@ -1,0 +1,115 @@
+"""Fixes for the findings in how a pysyncobj node restarts from its dump and journal (FINDINGS.md 5, 14).
+
+Both patch ``SyncObj.__loadDumpFile``, the method a restarted node runs on its first tick (and a
+follower runs when a snapshot has arrived), at two disjoint places: which journal entries survive
+the dump, and what the stored commit index may claim afterwards.  Each is a
+:class:`~harness.adapter.patching.Mutation` with a probe that is True only with the fix in;
+:mod:`harness.adapter.fixes` collects them into ``KNOWN_FIXES``.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import List, Tuple
+
+from harness.adapter.patching import Mutation
+from harness.adapter.probes import Probe, snapshot_data
+
+__all__ = ["FIXES"]
+
+LOAD_DUMP = "_SyncObj__loadDumpFile"
+
+
+def _write_dump(path: str, last: Tuple[int, int], prev: Tuple[int, int]) -> None:
+    """A dump file as pysyncobj writes one, its log ending at ``last`` (index, term) after ``prev``."""
+    with open(path, "wb") as f:
+        f.write(snapshot_data(last=last, prev=prev))
+
+
+# --------------------------------------------------------------------------------------------
+# Probes: each is True when the *fixed* behaviour is there
+# --------------------------------------------------------------------------------------------
+def _probe_dump_keeps_journal_tail(p: Probe) -> bool:
+    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
+        journal, dump = os.path.join(d, "journal"), os.path.join(d, "dump")
+        before = Probe(journal=journal, dump=dump)
+        try:
+            for index in range(2, 6):
+                before.append(index, 1)
+        finally:
+            before.close()  # the crash: the journal holds 1..5, the log was never truncated
+        _write_dump(dump, last=(3, 1), prev=(2, 1))  # the dump written just before it, at 3@1
+        after = Probe(journal=journal, dump=dump)
+        try:
+            after.tick()  # a restarted node loads its dump on its first tick
+            return after.log == [(2, 1), (3, 1), (4, 1), (5, 1)]
+        finally:
+            after.close()
+
+
+def _probe_commit_index_clamped_to_log(p: Probe) -> bool:
+    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
+        dump = os.path.join(d, "dump")
+        node = Probe(dump=dump)
+        try:
+            node.set("raftCommitIndex", 9)  # as read from .meta; the journal holds only 1@0
+            _write_dump(dump, last=(3, 1), prev=(2, 1))
+            node.tick()  # loads the dump: the log becomes 2@1 3@1
+            return node.log == [(2, 1), (3, 1)] and node.obj.raftCommitIndex == 3
+        finally:
+            node.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The fixes
+# --------------------------------------------------------------------------------------------
+FIXES: List[Mutation] = [
+    Mutation(
+        name="dump_keeps_journal_tail",
+        title="Finding 5: a restarted node keeps the journal entries that follow its dump",
+        description=(
+            "Compaction writes the dump on one tick and truncates the log on the next.  A node "
+            "restarted in between finds a journal that does not start at the dump's last two entries "
+            "and pysyncobj clears all of it, entries past the dump point included (ones it "
+            "acknowledged).  With the fix, a journal that holds the dump's last two entries at their "
+            "indexes loses only what precedes them, which is the truncation the crash prevented; any "
+            "other journal is still replaced by the dump's two entries."),
+        method=LOAD_DUMP,
+        old=("        if clearJournal or \\\n"
+             "                len(self.__raftLog) < 2 or \\\n"
+             "                self.__raftLog[0] != data[2] or \\\n"
+             "                self.__raftLog[1] != data[1]:\n"),
+        new=("        # KNOWN FIX dump_keeps_journal_tail (finding 5): the journal agrees with the dump, the\n"
+             "        # log was only not truncated yet: truncate it now and keep what follows the dump\n"
+             "        if not clearJournal and self.__raftLog[0][1] < data[2][1] and \\\n"
+             "                self.__getEntries(data[2][1], 2) == [data[2], data[1]]:\n"
+             "            self.__deleteEntriesTo(data[2][1])\n"
+             "        elif clearJournal or \\\n"
+             "                len(self.__raftLog) < 2 or \\\n"
+             "                self.__raftLog[0] != data[2] or \\\n"
+             "                self.__raftLog[1] != data[1]:\n"),
+        probe=_probe_dump_keeps_journal_tail,
+    ),
+    Mutation(
+        name="commit_index_clamped_to_log",
+        title="Finding 14: a node restarted from its dump never claims a commit index past its log",
+        description=(
+            "Ported from pysyncobj 0.3.16: after loading a dump, a commit index (read from the "
+            "journal's .meta file) past the end of the log is lowered to the log's end and stored.  "
+            "Before 0.3.16 a node whose journal was replaced by an older dump's two entries kept the "
+            "stored commit index, claiming entries it no longer has and counting whatever arrives at "
+            "those indexes as committed."),
+        method=LOAD_DUMP,
+        old=("        self.__raftLastApplied = data[1][1]\n"
+             "\n"
+             "        if self.__conf.dynamicMembershipChange:\n"),
+        new=("        self.__raftLastApplied = data[1][1]\n"
+             "\n"
+             "        if self.__raftCommitIndex > self.__getCurrentLogIndex():  # KNOWN FIX commit_index_clamped_to_log (finding 14)\n"
+             "            self.__raftCommitIndex = self.__getCurrentLogIndex()\n"
+             "            self.__raftLog.setRaftCommitIndex(self.__raftCommitIndex)\n"
+             "\n"
+             "        if self.__conf.dynamicMembershipChange:\n"),
+        probe=_probe_commit_index_clamped_to_log,
+    ),
+]
