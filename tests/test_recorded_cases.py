@@ -61,3 +61,18 @@ def test_the_dump_write_failure_still_breaks_state_machine_safety_at_the_snapsho
     assert (first.invariant, first.node) == ("state_machine_safety", "n2"), first
     assert first.at is not None and first.handling.startswith("snapshot #"), first
     assert "committed as 4@2" in first.message and "but as 4@1 on n2" in first.message
+
+
+def test_triage_names_the_dump_write_recording_finding_16():
+    """The recording was NEW until the data-less snapshot message had a ledger entry and a fix."""
+    from harness.ledger.triage import triage
+
+    doc = json.loads((CASES / "dump-write-failure-commits-stale-entry.json").read_text())
+    if doc["pysyncobj_version"] != VERSION:
+        pytest.skip(f"recorded on pysyncobj {doc['pysyncobj_version']}, this is {VERSION}")
+    logging.disable(logging.CRITICAL)
+    try:
+        verdict = triage(load_machine(doc["machine"]), doc["steps"], doc["patches"], ["state_machine_safety"])
+    finally:
+        logging.disable(logging.NOTSET)
+    assert verdict.label == "known: finding 16", verdict

@@ -58,6 +58,16 @@ def _probe_follower_commit_monotonic(p: Probe) -> bool:
     return p.obj.raftCommitIndex == 3
 
 
+def _probe_snapshot_offer_keeps_commit(p: Probe) -> bool:
+    p.append(2, 1)
+    p.append(3, 1)
+    p.make(FOLLOWER, 1)
+    # What a leader of term 2 (commit index 3) sends a follower that needs a snapshot while its
+    # serializer is busy: Serializer.getTransmissionData returned None, so the message has no data.
+    p.receive("b", {"type": "append_entries", "term": 2, "commit_index": 3, "serialized": None})
+    return p.obj.raftCommitIndex < 2  # 2@1 and 3@1 are this node's own, never committed entries
+
+
 def _probe_stale_snapshot_keeps_log(p: Probe) -> bool:
     with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
         dump = os.path.join(d, "dump")
@@ -159,6 +169,26 @@ FIXES: List[Mutation] = [
              "            else:\n"
              "                return  # KNOWN FIX snapshot_chunk_commit (finding 3)\n"),
         probe=_probe_snapshot_chunk_keeps_commit,
+    ),
+    Mutation(
+        name="snapshot_offer_commit",
+        title="Finding 16: a snapshot message without data does not advance the commit index",
+        description=(
+            "A leader whose serializer is busy (a dump being written: the forked writer, or in-process "
+            "until its next tick) sends a follower that needs a snapshot an append_entries with "
+            "serialized=None: no prevLogIdx, no chunk.  It says nothing about the receiver's log, so "
+            "return before the commit-index update instead of raising the commit index over entries the "
+            "receiver appended alone (the case the snapshot_chunk_commit fix does not cover)."),
+        method=ON_MESSAGE,
+        old=("        newEntries = message.get('entries', [])\n"
+             "        serialized = message.get('serialized', None)\n"
+             "        self.__leaderCommitIndex = leaderCommitIndex = message['commit_index']\n"),
+        new=("        newEntries = message.get('entries', [])\n"
+             "        serialized = message.get('serialized', None)\n"
+             "        self.__leaderCommitIndex = leaderCommitIndex = message['commit_index']\n"
+             "        if serialized is None and 'prevLogIdx' not in message:\n"
+             "            return  # KNOWN FIX snapshot_offer_commit (finding 16)\n"),
+        probe=_probe_snapshot_offer_keeps_commit,
     ),
     Mutation(
         name="commit_current_term_only",

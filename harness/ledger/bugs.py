@@ -138,6 +138,31 @@ _BUGS: List[Bug] = [
     Bug(15, "a candidate counts a duplicated vote twice and wins without a majority", "0.3.11", "0.3.17",
         "unreliable", (_F + "test_duplicated_vote.py::test_a_duplicated_vote_counts_once",),
         fix="count_each_vote_once"),
+    Bug(16, "a snapshot message without data commits the receiver's own stale entries", "0.3.11", "0.3.17",
+        "fifo", (_F + "test_snapshot_offer_commits_stale_entries.py::test_a_snapshot_message_without_data_never_"
+                      "commits_the_receivers_own_entries",
+                 _F + "test_snapshot_offer_commits_stale_entries.py::test_the_fix_for_finding_3_does_not_cover_it",
+                 _F + "test_snapshot_offer_commits_stale_entries.py::test_a_follower_that_cannot_store_snapshots_"
+                      "commits_its_own_entries"),
+        fix="snapshot_offer_commit"),
+    Bug(17, "a battery call that raises stops every node's state machine for good", "0.3.11", "0.3.17", "any",
+        tuple(_F + "test_battery_call_that_raises_halts_cluster.py::test_a_call_that_raises_does_not_stop_later_"
+              f"calls[{case}]" for case in ("ReplSet.remove", "ReplSet.pop", "ReplList.remove", "ReplList.pop")),
+        no_fix=("the exception comes from the battery's own method (ReplSet.remove, ReplList.pop, ...) while "
+                "SyncObj.__applyLogEntries applies a committed entry; what a replicated call that raises should "
+                "do (skip the entry on every replica, answer its caller with an error) is a change to pysyncobj's "
+                "apply contract, not a patch of one snippet")),
+    Bug(18, "ReplSet.pop removes different elements on different replicas", "0.3.11", "0.3.17", "any",
+        (_F + "test_replset_pop_diverges.py::test_replicas_pop_the_same_element[0]",
+         _F + "test_replset_pop_diverges.py::test_replicas_pop_the_same_element[1]"),
+        no_fix=("ReplSet.pop is Python's set.pop, whose choice depends on the set object's history; a "
+                "deterministic choice (e.g. the smallest element) changes the battery's documented behaviour "
+                "and its snapshot format, which is for pysyncobj to decide")),
+    Bug(19, "ReplList item assignment fails until code version 1 is enabled", "0.3.11", "0.3.17", "any",
+        (_F + "test_repllist_setitem_needs_code_version.py::test_setitem_works_on_a_fresh_cluster",),
+        no_fix=("ReplList.__setitem__ is declared @replicated(ver=1) in pysyncobj/batteries.py; the harness' "
+                "patch engine only patches SyncObj methods, and the cure is a one-word change of that "
+                "declaration in pysyncobj")),
 ]
 
 #: Every known bug by id.
