@@ -196,7 +196,9 @@ def inject(*mutations: Union[str, Mutation]) -> Iterator[List[Mutation]]:
     """Install the given patches (names of injected bugs or of fixes, or Mutation objects) on ``pysyncobj.syncobj.SyncObj`` for the duration of the block.
 
     Every patch is compiled (and checked to apply) before the block starts, and
-    the original attributes are put back on exit, also when the block raises.
+    the original attributes are put back on exit, also when the block raises.  A patch an enclosing
+    block installed already stays as it is (a finding's test that installs a fix runs the same inside
+    a ``--raft-known-fixes`` run or a triage replay).
     """
     if not mutations:
         raise ValueError("inject() needs at least one mutation")
@@ -206,6 +208,8 @@ def inject(*mutations: Union[str, Mutation]) -> Iterator[List[Mutation]]:
     if unknown:
         raise KeyError(f"unknown mutation(s) {unknown}; injected bugs: {list(injected_bugs)}, known fixes: {list(fixes)}")
     mutations = [m if isinstance(m, Mutation) else known[m] for m in mutations]
+    mutations = [m for i, m in enumerate(mutations)
+                 if m.name not in _INSTALLED and m.name not in {n.name for n in mutations[:i]}]
     saved: List[Tuple[str, bool, object]] = []
     depth = len(_INSTALLED)
     try:

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from harness.adapter.injected_bugs import INJECTED_BUGS
-from harness.adapter.patching import MutationNotApplicable, inject, installed
+from harness.adapter.patching import MutationNotApplicable, inject
 from harness.ledger.bugs import LEDGER, applicable
 
 NEW = "NEW"
@@ -71,9 +71,7 @@ class Replayer:
     def breaks(self, steps: Steps, extra: Sequence[str] = ()) -> Tuple[str, ...]:
         """The invariants the steps break with ``extra`` patches on top of the recorded ones."""
         self.replays += 1
-        # inside a test that runs patched (--raft-known-fixes) the recorded patches are installed already
-        present = set(installed())
-        patches = tuple(dict.fromkeys(p for p in (*self.patches, *extra) if p not in present))
+        patches = (*self.patches, *extra)
         with inject(*patches) if patches else contextlib.nullcontext():
             run = self.machine.replay(steps, detailed=False)
         return _violations(run.error)
