@@ -1,9 +1,11 @@
 """A fuzzing campaign against an injected bug, to measure how fast ``raft-harness fuzz`` finds it.
 
 ``RAFT_HARNESS_INJECT`` names the injected bugs (``harness.adapter.injected_bugs.INJECTED_BUGS``,
-comma-separated) installed for every example, and ``RAFT_HARNESS_STREAM_CHECKS=0``
-switches the machine back to the checker that only samples the nodes at the end
-of each step, so the same campaign can be run with either checker::
+comma-separated; names of known fixes are accepted too) installed for every example,
+``RAFT_HARNESS_STREAM_CHECKS=0`` switches the machine back to the checker that
+only samples the nodes at the end of each step, so the same campaign can be run
+with either checker, and ``RAFT_HARNESS_TARGETS`` picks the guidance measures
+(``harness.fuzz.guidance``; ``none`` for none) to compare campaigns with and without::
 
     RAFT_HARNESS_INJECT=candidate_gives_vote RAFT_HARNESS_STREAM_CHECKS=0 \\
         raft-harness fuzz --properties bench/properties/test_injected_campaign.py \\
@@ -18,7 +20,8 @@ import os
 import pytest
 
 from harness.adapter.patching import inject
-from harness.environment import INJECT_ENV, STREAM_CHECKS_ENV
+from harness.environment import INJECT_ENV, STREAM_CHECKS_ENV, TARGETS_ENV
+from harness.fuzz.guidance import parse_targets
 from harness.fuzz.machine import RaftMachine
 from harness.fuzz.shards import shard_cases
 
@@ -26,10 +29,13 @@ INJECT = tuple(name for name in os.environ.get(INJECT_ENV, "").split(",") if nam
 
 
 class InjectedCampaign(RaftMachine):
-    """The fifo RaftMachine, with the checker chosen by RAFT_HARNESS_STREAM_CHECKS (default: the stream one)."""
+    """The fifo RaftMachine, with the checker chosen by RAFT_HARNESS_STREAM_CHECKS (default: the stream one)
+    and the guidance by RAFT_HARNESS_TARGETS (default: RaftMachine's)."""
 
     network = "fifo"
     stream_checks = os.environ.get(STREAM_CHECKS_ENV, "1") != "0"
+    guidance_targets = (parse_targets(os.environ[TARGETS_ENV]) if TARGETS_ENV in os.environ
+                        else RaftMachine.guidance_targets)
 
 
 @pytest.fixture(autouse=True)

@@ -416,7 +416,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     summary = dict(stats.as_dict(), pysyncobj_version=VERSION, network=args.network, budget=budget,
                    elapsed=round(elapsed, 3), stop_reason=stop_reason, rounds=rounds,
                    violations=[dict(directory=f.directory, finished=f.finished, summary=_violation_text(f),
-                                    label=next((h.label for h in hits if h.directory == f.directory), None))
+                                    label=next((h.label for h in hits if h.directory == f.directory), None),
+                                    # seconds from the campaign's start to the first sight of it
+                                    first_hit=round(first_seen[f.directory], 3) if f.directory in first_seen
+                                    else None)
                                for f in found])
     with open(os.path.join(report_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=1, sort_keys=True)

@@ -28,7 +28,7 @@ from harness.kv import KVStore
 from harness.check.linearizability import Model, check_linearizable
 from harness.wire.messages import release_message_types
 from harness.fuzz.recording import Recorder
-from harness.fuzz import stats
+from harness.fuzz import guidance, stats
 from harness.adapter.patching import installed as installed_patches
 from harness.environment import REPORT_ENV
 from harness.report.counterexample import write_counterexample
@@ -124,6 +124,9 @@ class RaftMachine(RuleBasedStateMachine):
     #: Judge every event the cluster records (harness.check.stream) rather than the states sampled at
     #: the end of each step; False for a machine whose cluster records none (or to compare the two).
     stream_checks = True
+    #: Measures of :mod:`harness.fuzz.guidance` reported to Hypothesis' ``target()`` at the end of each
+    #: example, so the target phase steers toward examples that score high on them; () for none.
+    guidance_targets: Tuple[str, ...] = guidance.DEFAULT_TARGETS
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,6 +143,7 @@ class RaftMachine(RuleBasedStateMachine):
         self._last_leader: Optional[str] = None
         self._first_index: Dict[str, int] = {}
         self._installed: Dict[tuple, int] = {}
+        self.guidance = guidance.Guidance(self.guidance_targets)
 
     @classmethod
     def replay(cls, steps: Sequence[Dict[str, Any]], detailed: bool = True) -> "ReplayRun":
@@ -213,6 +217,7 @@ class RaftMachine(RuleBasedStateMachine):
         states = self.cluster.observe()
         events = self.cluster.take_events() if self.checker.stream else None
         self.recorder.end(self.cluster, states)
+        self.guidance.step(states, events, self.cluster.history)
         try:
             self.checker.step(states, completed, self.cluster.node_errors, events)
         except SafetyViolation as v:
@@ -241,6 +246,7 @@ class RaftMachine(RuleBasedStateMachine):
             stats.example_done(self)
             return
         try:
+            self.guidance.target()  # before the liveness check heals and restarts the cluster
             if not self._failed:
                 self.recorder.begin("teardown", {}, self.cluster.now)
                 self._check_liveness()
