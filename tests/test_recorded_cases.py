@@ -76,3 +76,11 @@ def test_triage_names_the_dump_write_recording_finding_16():
     finally:
         logging.disable(logging.NOTSET)
     assert verdict.label == "known: finding 16", verdict
+
+
+def test_a_paused_node_resuming_after_a_peer_was_forgotten_is_not_a_harness_error():
+    """Found by a 20-minute NemesisRaft campaign: a node paused while a peer was removed resumed and
+    handled its deferred disconnect news about that peer, which the network had forgotten: KeyError
+    inside the harness (a harness bug, never pysyncobj's).  The news is dropped now."""
+    run = _replay("nemesis-paused-node-hears-of-a-forgotten-peer")
+    assert not run.failed, run.headline

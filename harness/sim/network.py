@@ -327,11 +327,11 @@ class SimNetwork:
     def _notify(self, me: str, peer: str, connected: bool) -> None:
         if self._paused and self.defer(me, functools.partial(self._notify, me, peer, connected)):
             return
-        ep = self._endpoints.get(me)
-        if ep is None or not ep.up:
+        ep, peer_ep = self._endpoints.get(me), self._endpoints.get(peer)
+        if ep is None or not ep.up or peer_ep is None:  # peer_ep None: forgotten while ``me`` was paused
             return
         transport = ep.transport
-        peer_is_readonly = not self._endpoints[peer].voter
+        peer_is_readonly = not peer_ep.voter
         if peer_is_readonly:
             fire = transport._onReadonlyNodeConnected if connected else transport._onReadonlyNodeDisconnected
         else:
