@@ -84,3 +84,22 @@ def test_a_paused_node_resuming_after_a_peer_was_forgotten_is_not_a_harness_erro
     inside the harness (a harness bug, never pysyncobj's).  The news is dropped now."""
     run = _replay("nemesis-paused-node-hears-of-a-forgotten-peer")
     assert not run.failed, run.headline
+
+
+def test_an_old_connection_s_stale_append_entries_on_fifo_is_finding_2():
+    """Found by a 20-minute campaign (OldConnectionsRaft, fixes 3 and 12 in): a peer's old TCP connection,
+    still readable after its new one, delivers a stale append_entries that truncates committed entries.
+    Finding 2 was thought to need a reordering network; pysyncobj's own transport reorders this way."""
+    from harness.ledger.triage import triage
+
+    doc = json.loads((CASES / "old-connection-truncates-committed-entries.json").read_text())
+    if doc["pysyncobj_version"] != VERSION:
+        pytest.skip(f"recorded on pysyncobj {doc['pysyncobj_version']}, this is {VERSION}")
+    run = _replay("old-connection-truncates-committed-entries")
+    assert run.failed and "state_machine_safety" in run.invariants, run.headline
+    logging.disable(logging.CRITICAL)
+    try:
+        verdict = triage(load_machine(doc["machine"]), doc["steps"], doc["patches"], ["state_machine_safety"])
+    finally:
+        logging.disable(logging.NOTSET)
+    assert verdict.label == "known: finding 2", verdict

@@ -77,6 +77,14 @@ class Replayer:
         return _violations(run.error)
 
 
+def reach(machine: type) -> str:
+    """The network class whose bugs ``machine`` can meet: a fifo cluster whose old connections stay
+    readable (``old_connections_readable``) delivers a peer's messages out of order across
+    connections, so it meets the bugs that need reordering too."""
+    options = getattr(machine, "cluster_options", None) or {}
+    return "unreliable" if options.get("old_connections_readable") else machine.network
+
+
 def label_for(known: Sequence[int]) -> str:
     ids = sorted(known)
     return f"known: finding {ids[0]}" if len(ids) == 1 else "known: findings " + "+".join(map(str, ids))
@@ -103,7 +111,7 @@ def triage(machine: type, steps: Steps, patches: Sequence[str] = (), invariants:
     if injected:
         return verdict("injected: " + "+".join(injected),
                        note="an injected bug was installed: never labelled as a pysyncobj bug")
-    candidates = [b for b in applicable(machine.network) if b.fix not in patches]
+    candidates = [b for b in applicable(reach(machine)) if b.fix not in patches]
 
     def removed(bugs) -> bool:
         try:
@@ -139,7 +147,7 @@ def still_fails_like(machine: type, patches: Sequence[str], invariants: Sequence
     fixes = [LEDGER[i].fix for i in verdict.known]
     if " or " in verdict.label:
         fixes = fixes[:1]  # each alone removes it: keeping one of them is keeping the label
-    others = [b.fix for b in applicable(machine.network) if b.fix not in patches]
+    others = [b.fix for b in applicable(reach(machine)) if b.fix not in patches]
 
     def predicate(candidate: Steps) -> bool:
         if not set(replayer.breaks(candidate)) & wanted:
