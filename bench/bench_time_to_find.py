@@ -31,17 +31,22 @@ length of the minimised counterexample, ``minimized.minimized``, and whether it 
   it), so its row points there.
 
 Columns: found (k/N), median and worst seconds to the first violation (a miss counts as worse than any
-time), the invariants and labels seen, the minimised length (smallest-largest over the campaigns; ``+``:
-the minimiser's time bound stopped it before it proved 1-minimal).  The machine's load average is
+time), the median number of examples the finding shard ran up to its first failure (from the campaign's
+per-example statistics; it does not depend on the machine's load, so it is what to compare between runs
+made at different times, e.g. with and without guidance), the invariants and labels seen, the minimised
+length (smallest-largest over the campaigns; ``+``: the minimiser's time bound, ``--minimize-seconds``,
+or the CLI's shrink grace stopped it before it was proven 1-minimal).  The machine's load average is
 sampled at every campaign's start and end and printed with the table: on a shared machine the seconds
 are wall-clock seconds of a share of the cores.
 
 Run: python bench/bench_time_to_find.py [--bugs a,b] [--releases 0.3.16,0.3.17] [--campaigns N]
-     [--budget S] [--jobs J] [--seed S] [--targets none|a,b] [--also-ledger] [--no-control] [--json OUT]
+     [--budget S] [--jobs J] [--seed S] [--targets none|all|a,b] [--minimize-seconds S] [--also-ledger]
+     [--no-control] [--json OUT]
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -54,7 +59,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -63,6 +67,7 @@ from harness.adapter.fixes import KNOWN_FIXES
 from harness.adapter.injected_bugs import INJECTED_BUGS
 from harness.environment import INJECT_ENV, TARGETS_ENV
 from harness.fuzz.guidance import parse_targets
+from harness.fuzz.workers import report_dir_name
 from harness.ledger.bugs import LEDGER, RELEASES, Bug
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,34 +120,30 @@ def probe_release(release_dir: Path, release: str) -> Dict[str, Any]:
     if found["version"] != release:
         raise SystemExit(f"bench_time_to_find: {release_dir / release} holds pysyncobj {found['version']}, "
                          f"not {release}")
+    missing = [name for name, ok in found["fixes"].items() if not ok]
+    if missing:  # --known-fixes, which the rows use, refuses to run then
+        raise SystemExit(f"bench_time_to_find: the fixes {missing} do not apply to pysyncobj {release}")
     return found
 
 
 def rows_for(release: str, probe: Dict[str, Any], bugs: Sequence[str], control: bool,
              also_ledger: bool) -> List[Row]:
-    fixes = tuple(name for name, ok in probe["fixes"].items() if ok)
-    every_fix = len(fixes) == len(KNOWN_FIXES)
-    # --known-fixes installs every fix; on a release where one does not apply, name those that do
-    base = dict(known_fixes=every_fix, inject=() if every_fix else fixes)
-    rows = [Row(CONTROL, release, **base)] if control else []
-    for bug in bugs:
-        na = "" if probe["bugs"][bug] else "patch does not apply"
-        rows.append(Row(bug, release, known_fixes=every_fix, inject=(bug,) + base["inject"], na=na))
+    rows = [Row(CONTROL, release)] if control else []
+    rows += [Row(bug, release, inject=(bug,), na="" if probe["bugs"][bug] else "patch does not apply")
+             for bug in bugs]
     if also_ledger:
         version = tuple(int(p) for p in release.split("."))
-        for b in sorted(LEDGER.values(), key=lambda b: b.id):
-            if b.affects(version) and b.reachable_on("fifo") and not b.storage:
-                rows.append(_ledger_row(b, release, fixes))
+        rows += [_ledger_row(b, release) for b in sorted(LEDGER.values(), key=lambda b: b.id)
+                 if b.affects(version) and b.reachable_on("fifo") and not b.storage]
     return rows
 
 
-def _ledger_row(b: Bug, release: str, fixes: Tuple[str, ...]) -> Row:
+def _ledger_row(b: Bug, release: str) -> Row:
     name = f"finding {b.id}"
     if b.fix is None:
         return Row(name, release, ledger_id=b.id, na=f"no in-process fix: triage cannot name it; see {CONTROL}")
-    if b.fix not in fixes:
-        return Row(name, release, ledger_id=b.id, na="its fix does not apply")
-    return Row(name, release, inject=tuple(f for f in fixes if f != b.fix), known_fixes=False, ledger_id=b.id)
+    return Row(name, release, inject=tuple(f for f in KNOWN_FIXES if f != b.fix), known_fixes=False,
+               ledger_id=b.id)
 
 
 def seeds_for(seed: int, row: Row, n: int) -> List[int]:
@@ -162,11 +163,29 @@ def _counterexample(directory: str) -> Dict[str, Any]:
             "steps": minimized.get("minimized"), "complete": bool(minimized.get("complete"))}
 
 
+def _examples_to_failure(stats_dir: str) -> Dict[str, int]:
+    """Report directory name of each shard that failed -> the examples it ran up to its first failing one
+    (counted from the per-example statistics, which a worker appends in order): unlike seconds, this
+    does not depend on how busy the machine was."""
+    ran: "collections.Counter[str]" = collections.Counter()
+    first: Dict[str, int] = {}
+    for path in sorted(Path(stats_dir).glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            example = json.loads(line)
+            shard = report_dir_name(example["test"])
+            ran[shard] += 1
+            if example["failed"] and shard not in first:
+                first[shard] = ran[shard]
+    return first
+
+
 def run_campaign(row: Row, seed: int, budget: float, workers: int, targets: Optional[str],
-                 release_dir: Path, scratch: str) -> Dict[str, Any]:
+                 minimize_seconds: Optional[float], release_dir: Path, scratch: str) -> Dict[str, Any]:
     report = tempfile.mkdtemp(prefix="campaign-", dir=scratch)
     cmd = [sys.executable, "-m", "harness", "fuzz", "--properties", CAMPAIGN, "--workers", str(workers),
            "--budget", f"{budget:g}", "--seed", str(seed), "--report", report]
+    if minimize_seconds is not None:
+        cmd += ["--minimize-seconds", f"{minimize_seconds:g}"]
     if row.known_fixes:
         cmd.append("--known-fixes")
     env = dict(os.environ, PYTHONPATH=_pythonpath(release_dir, row.release))
@@ -187,8 +206,10 @@ def run_campaign(row: Row, seed: int, budget: float, workers: int, targets: Opti
                 summary = json.load(f)
         except (OSError, ValueError):
             summary = {}
+        examples = _examples_to_failure(os.path.join(report, "stats"))
         hits = [dict(label=v.get("label"), first_hit=v.get("first_hit"), summary=v.get("summary"),
-                     **_counterexample(v["directory"])) for v in summary.get("violations") or ()]
+                     examples=examples.get(os.path.basename(v["directory"])), **_counterexample(v["directory"]))
+                for v in summary.get("violations") or ()]
     finally:
         shutil.rmtree(report, ignore_errors=True)
     wanted = [h for h in hits if row.expects(h["label"]) and h["first_hit"] is not None
@@ -196,9 +217,11 @@ def run_campaign(row: Row, seed: int, budget: float, workers: int, targets: Opti
     anything = [h for h in hits if h["first_hit"] is not None and h["first_hit"] <= budget]
     chosen = wanted or anything  # a control has no expected label: any violation is what it reports
     best = min(chosen, key=lambda h: (h["steps"] is None, h["steps"] or 0)) if chosen else None
+    first = min(chosen, key=lambda h: h["first_hit"]) if chosen else None
     return {"bug": row.bug, "release": row.release, "seed": seed, "rc": proc.returncode, "wall": round(wall, 1),
             "load": [round(load_before, 2), round(os.getloadavg()[0], 2)], "found": bool(wanted),
-            "seconds": min(h["first_hit"] for h in chosen) if chosen else None,
+            "seconds": first["first_hit"] if first else None,
+            "examples_to_find": first["examples"] if first else None,
             "steps": best["steps"] if best else None, "complete": best["complete"] if best else None,
             "hits": hits, "examples": summary.get("examples"), "stop_reason": summary.get("stop_reason"),
             "output_tail": proc.stdout.splitlines()[-12:] if proc.returncode not in (0, 1) else []}
@@ -211,23 +234,23 @@ def summarize(row: Row, runs: Sequence[Dict[str, Any]], budget: float) -> Dict[s
         return {"bug": row.bug, "release": row.release, "na": row.na}
     control = row.bug == CONTROL
     hit = [r for r in runs if (r["seconds"] is not None if control else r["found"])]
-    times = sorted([r["seconds"] for r in hit] + [math.inf] * (len(runs) - len(hit)))
-    labels: Dict[str, int] = {}
-    invariants: Dict[str, int] = {}
+    misses = [math.inf] * (len(runs) - len(hit))
+    times = sorted([r["seconds"] for r in hit] + misses)
+    examples = sorted([r["examples_to_find"] for r in hit if r["examples_to_find"] is not None] + misses)
+    labels: "collections.Counter[str]" = collections.Counter()  # campaigns that saw each label
+    invariants: "collections.Counter[str]" = collections.Counter()  # of each campaign's first violation sought
     for r in runs:
-        for h in r["hits"]:
-            labels[str(h["label"])] = labels.get(str(h["label"]), 0) + 1
-        chosen = [h for h in r["hits"] if control or row.expects(h["label"])][:1]
-        for h in chosen:
-            for inv in h["invariants"]:
-                invariants[inv] = invariants.get(inv, 0) + 1
+        labels.update({str(h["label"]) for h in r["hits"]})
+        sought = [h for h in r["hits"] if h["first_hit"] is not None and (control or row.expects(h["label"]))]
+        if sought:
+            invariants.update(min(sought, key=lambda h: h["first_hit"])["invariants"])
     steps = [r["steps"] for r in hit if r["steps"] is not None]
     return {"bug": row.bug, "release": row.release, "na": "", "campaigns": len(runs), "found": len(hit),
             "median": statistics.median(times) if times else None, "worst": times[-1] if times else None,
+            "median_examples": statistics.median(examples) if examples else None,
             "invariants": invariants, "labels": labels,
             "steps": [min(steps), max(steps)] if steps else None,
-            "proven_minimal": all(r["complete"] for r in hit if r["steps"] is not None),
-            "broken": sum(1 for r in runs if r["rc"] not in (0, 1))}
+            "proven_minimal": all(r["complete"] for r in hit if r["steps"] is not None)}
 
 
 def _time(x: Optional[float], budget: float) -> str:
@@ -236,29 +259,29 @@ def _time(x: Optional[float], budget: float) -> str:
     return f">{budget:g}" if math.isinf(x) else f"{x:.1f}"
 
 
-def _counts(d: Dict[str, int]) -> str:
+def _counts(d: "collections.Counter[str]") -> str:
     return ", ".join(f"{k}" + (f" ({v})" if v > 1 else "") for k, v in sorted(d.items())) or "-"
 
 
 def table(lines: Sequence[Dict[str, Any]], budget: float, green: Dict[str, Optional[bool]]) -> str:
-    header = ("bug", "release", "found", "median s", "worst s", "invariant", "label", "steps")
+    header = ("bug", "release", "found", "median s", "worst s", "examples", "invariant", "label", "steps")
     body = []
     for s in lines:
         if s["na"]:
-            body.append((s["bug"], s["release"], "n/a", "", "", s["na"], "", ""))
+            body.append((s["bug"], s["release"], "n/a", "", "", "", s["na"], "", ""))
             continue
         control = s["bug"] == CONTROL
         found = f"{s['found']}/{s['campaigns']}" + (" red" if control and s["found"] else "")
         if not control and green.get(s["release"]) is False:
             found += " *"
-        if s["broken"]:
-            found += f" ({s['broken']} broke)"
         steps = "-" if not s["steps"] else (f"{s['steps'][0]}" if s["steps"][0] == s["steps"][1]
                                             else f"{s['steps'][0]}-{s['steps'][1]}")
         if s["steps"] and not s["proven_minimal"]:
             steps += "+"
+        examples = s["median_examples"]
+        examples = "-" if examples is None else "miss" if math.isinf(examples) else f"{examples:g}"
         body.append((s["bug"], s["release"], found, _time(s["median"], budget), _time(s["worst"], budget),
-                     _counts(s["invariants"]), _counts(s["labels"]), steps))
+                     examples, _counts(s["invariants"]), _counts(s["labels"]), steps))
     widths = [max(len(r[i]) for r in body + [header]) for i in range(len(header))]
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + body]
     out.insert(1, "-" * len(out[0]))
@@ -267,7 +290,8 @@ def table(lines: Sequence[Dict[str, Any]], budget: float, green: Dict[str, Optio
         out.append(f"* the control row of {', '.join(notes)} was not green: those finds are not attributable "
                    f"to the injected bug alone")
     out.append(f"(found: campaigns with the expected label within {budget:g} s; control: campaigns with any "
-               f"violation; steps: minimised length, smallest-largest, '+' not proven 1-minimal)")
+               f"violation; examples: median examples the finding shard ran up to its first failure; steps: "
+               f"minimised length, smallest-largest, '+' not proven 1-minimal)")
     return "\n".join(out)
 
 
@@ -283,8 +307,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="xdist workers per campaign (default 2)")
     parser.add_argument("--jobs", type=int, default=1, help="campaigns run at once (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the campaigns' seeds (default 0)")
-    parser.add_argument("--targets", help="guidance measures for the campaigns (harness.fuzz.guidance; 'none' "
-                                          "for none; default: the machine's)")
+    parser.add_argument("--targets", help="guidance measures for the campaigns (harness.fuzz.guidance: names, "
+                                          "'all' or 'none'; default: the machine's)")
+    parser.add_argument("--minimize-seconds", type=float,
+                        help="the campaigns' bound per counterexample for the minimiser (default: the CLI's); the "
+                             "CLI also minimises the counterexamples of shards stopped while shrinking")
     parser.add_argument("--also-ledger", action="store_true", help="also rows for the ledger bugs of each release")
     parser.add_argument("--no-control", action="store_true",
                         help="skip the control rows (the table then cannot say whether a find is attributable)")
@@ -313,27 +340,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"time; seed {a.seed}; guidance {a.targets if a.targets is not None else 'machine default'}; "
           f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     runs: Dict[Row, List[Dict[str, Any]]] = {row: [] for row in rows}
-    lock = threading.Lock()
-    done = [0]
     started = time.monotonic()
     scratch = tempfile.mkdtemp(prefix="raft-harness-bench-")
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as pool:
-            futures = {pool.submit(run_campaign, row, seed, a.budget, a.workers, a.targets, a.release_dir,
-                                   scratch): row for row, seed in plan}
-            for future in concurrent.futures.as_completed(futures):
+            futures = {pool.submit(run_campaign, row, seed, a.budget, a.workers, a.targets, a.minimize_seconds,
+                                   a.release_dir, scratch): row for row, seed in plan}
+            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
                 r = future.result()
-                with lock:
-                    runs[futures[future]].append(r)
-                    done[0] += 1
+                runs[futures[future]].append(r)
                 what = ("found" if r["found"] else "violation" if r["seconds"] is not None else "nothing") + \
                        (f" at {r['seconds']:.1f} s" if r["seconds"] is not None else "")
                 labels = sorted({str(h["label"]) for h in r["hits"]})
-                print(f"[{done[0]}/{len(plan)}] {r['bug']} {r['release']} seed {r['seed']}: {what} "
-                      f"{labels or ''} steps {r['steps']} (campaign {r['wall']:.0f} s, rc {r['rc']}, "
+                print(f"[{done}/{len(plan)}] {r['bug']} {r['release']} seed {r['seed']}: {what} "
+                      f"{labels or ''} examples {r['examples_to_find']} steps {r['steps']} "
+                      f"(campaign {r['wall']:.0f} s, rc {r['rc']}, "
                       f"load {r['load'][0]:.1f}-{r['load'][1]:.1f})", flush=True)
-                for line in r["output_tail"]:
-                    print(f"    {line}")
+                if r["rc"] not in (0, 1):  # the campaign itself broke: every other one would too
+                    for other in futures:
+                        other.cancel()
+                    print("\n".join(["the campaign broke; the end of its output:"] + r["output_tail"]))
+                    return 3
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     lines = [summarize(row, runs[row], a.budget) for row in rows]

@@ -27,6 +27,6 @@ SOAK_EXAMPLES_ENV = "RAFT_HARNESS_SOAK_EXAMPLES"
 #: judge step-end samples only instead of the event stream.
 INJECT_ENV = "RAFT_HARNESS_INJECT"
 STREAM_CHECKS_ENV = "RAFT_HARNESS_STREAM_CHECKS"
-#: Benchmark campaigns: the guidance measures to target (harness.fuzz.guidance; comma-separated, ``none``
-#: for none); unset: the machine's default.
+#: Benchmark campaigns: the guidance measures to target (harness.fuzz.guidance: comma-separated names, ``all``
+#: or ``none``); unset: the machine's default.
 TARGETS_ENV = "RAFT_HARNESS_TARGETS"

@@ -48,6 +48,7 @@ def test_every_measure_is_documented_and_unknown_names_are_refused() -> None:
     assert all(m.description and m.name == name for name, m in guidance.MEASURES.items())
     assert parse_targets("none") == () == parse_targets("")
     assert parse_targets("max_term, commit_spread") == ("max_term", "commit_spread")
+    assert parse_targets("all") == tuple(guidance.MEASURES) and len(guidance.MEASURES) == 7
     with pytest.raises(ValueError, match="max_terms"):
         parse_targets("max_terms")
     assert set(RaftMachine.guidance_targets) <= set(guidance.MEASURES)

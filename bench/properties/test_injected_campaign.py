@@ -5,7 +5,7 @@ comma-separated; names of known fixes are accepted too) installed for every exam
 ``RAFT_HARNESS_STREAM_CHECKS=0`` switches the machine back to the checker that
 only samples the nodes at the end of each step, so the same campaign can be run
 with either checker, and ``RAFT_HARNESS_TARGETS`` picks the guidance measures
-(``harness.fuzz.guidance``; ``none`` for none) to compare campaigns with and without::
+(``harness.fuzz.guidance``: names, ``all`` or ``none``) to compare campaigns with and without::
 
     RAFT_HARNESS_INJECT=candidate_gives_vote RAFT_HARNESS_STREAM_CHECKS=0 \\
         raft-harness fuzz --properties bench/properties/test_injected_campaign.py \\

@@ -3,15 +3,18 @@
 Why: uniformly random rule sequences rarely reach the states where Raft implementations break: many
 leader changes, a follower whose log gets cut back, a snapshot sent to a node that fell behind, client
 commands forwarded to a leader that is deposed before it answers, a node restarted right after it
-voted, followers far behind the leader's commit index.  Hypothesis' target phase (``Phase.target``,
-which the ``raft-fuzz`` profile runs) hill-climbs from the examples that scored highest on a label; in
-this Hypothesis it starts once a test has run ~200 valid examples and then alternates with generation.
-Each measure below is one such label, computed from what the machine already observes after every step:
-the node states, the step's events (:mod:`harness.check.events`) and the client history.
+voted, followers far behind the leader's commit index.  Hypothesis uses ``target()`` scores twice: from
+the first example on, the generate phase keeps a mutation of an example (it copies one part of the
+choice sequence over another) only if no score went down, and the target phase (``Phase.target``, which
+the ``raft-fuzz`` profile runs) hill-climbs from the examples that scored highest on a label, once a
+test has run ~200 valid examples (Hypothesis 6.170), alternating with generation.  Each measure below
+is one label, computed from what the machine already observes after every step: the node states, the
+step's events (:mod:`harness.check.events`) and the client history.
 
 :class:`harness.fuzz.machine.RaftMachine` feeds :meth:`Guidance.step` after every step and calls
-:meth:`Guidance.target` from its teardown; its ``guidance_targets`` class attribute names the measures
-(the default is what ``bench/bench_time_to_find.py`` measured to help: README, "Time to find").
+:meth:`Guidance.target` from its teardown; its ``guidance_targets`` class attribute names the measures,
+none by default (README, "Time to find": what ``bench/bench_time_to_find.py`` measured, and why that is
+not yet enough to switch them on for every campaign).
 Outside a Hypothesis test (triage, the minimiser, a replay by hand) nothing is reported.  The event
 measures need a machine that records events (``stream_checks``); without events they stay at 0.
 """
@@ -172,12 +175,15 @@ MEASURES: Dict[str, Type[Measure]] = {m.name: m for m in (
     MaxTerm, LeaderChanges, LaggingSnapshots, FollowerTruncations, ForwardsAtLeaderChange, VoterRestarts,
     CommitSpread)}
 
-#: What RaftMachine targets by default (README, "Time to find", for the measurement behind it).
+#: What RaftMachine targets by default: nothing yet (README, "Time to find", for the measurement behind it).
 DEFAULT_TARGETS: Tuple[str, ...] = ()
 
 
 def parse_targets(text: str) -> Tuple[str, ...]:
-    """``"max_term,leader_changes"`` -> those names; ``"none"`` or ``""`` -> (); ValueError naming an unknown one."""
+    """``"max_term,leader_changes"`` -> those names; ``"all"`` -> every measure; ``"none"`` or ``""`` -> ();
+    ValueError naming an unknown one."""
+    if text.strip() == "all":
+        return tuple(MEASURES)
     names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
     unknown = [n for n in names if n not in MEASURES]
     if unknown:
