@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -29,6 +28,7 @@ from harness.environment import (CAMPAIGN_SEED_ENV, DATABASE_ENV, NODE_DIR_ENV, 
 from harness.fuzz import profiles
 from harness.fuzz.stats import Statistics, parse_node_range
 from harness.report import counterexample, html
+from harness.util import owned_dir
 
 
 def _workers(text: str):
@@ -299,10 +299,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if not args.keep_going:
         cmd.append("-x")
     # The workers' temporary files and cluster directories (NODE_DIR_ENV, read by harness.sim.cluster)
-    # live in one scratch directory, removed at the end even though killed workers cannot clean up.
+    # live in one scratch directory, removed at the end even though killed workers cannot clean up; it is
+    # named after this process, so if the campaign itself is killed the next harness process reaps it.
     shm = "/dev/shm"
-    scratch = tempfile.mkdtemp(prefix="raft-harness-fuzz-",
-                               dir=shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None)
+    scratch = str(owned_dir(shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None))
     env = dict(os.environ)
     env.pop(REPORT_ENV, None)
     env.pop(CAMPAIGN_SEED_ENV, None)
