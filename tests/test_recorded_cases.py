@@ -46,6 +46,20 @@ def _replay(case: str):
         logging.disable(logging.NOTSET)
 
 
+def _triage(case: str):
+    """The triage verdict of a recording (its recorded patches installed), as a campaign would give it."""
+    from harness.ledger.triage import triage
+
+    doc = json.loads((CASES / f"{case}.json").read_text())
+    if doc["pysyncobj_version"] != VERSION:
+        pytest.skip(f"{case} was recorded on pysyncobj {doc['pysyncobj_version']}, this is {VERSION}")
+    logging.disable(logging.CRITICAL)
+    try:
+        return triage(load_machine(doc["machine"]), doc["steps"], doc["patches"], ["state_machine_safety"])
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def test_the_compacted_mirror_false_positive_replays_as_passing():
     run = _replay("false-positive-compacted-mirror")
     assert not run.failed, run.headline
@@ -65,17 +79,7 @@ def test_the_dump_write_failure_still_breaks_state_machine_safety_at_the_snapsho
 
 def test_triage_names_the_dump_write_recording_finding_16():
     """The recording was NEW until the data-less snapshot message had a ledger entry and a fix."""
-    from harness.ledger.triage import triage
-
-    doc = json.loads((CASES / "dump-write-failure-commits-stale-entry.json").read_text())
-    if doc["pysyncobj_version"] != VERSION:
-        pytest.skip(f"recorded on pysyncobj {doc['pysyncobj_version']}, this is {VERSION}")
-    logging.disable(logging.CRITICAL)
-    try:
-        verdict = triage(load_machine(doc["machine"]), doc["steps"], doc["patches"], ["state_machine_safety"])
-    finally:
-        logging.disable(logging.NOTSET)
-    assert verdict.label == "known: finding 16", verdict
+    assert _triage("dump-write-failure-commits-stale-entry").label == "known: finding 16"
 
 
 def test_a_paused_node_resuming_after_a_peer_was_forgotten_is_not_a_harness_error():
@@ -90,16 +94,6 @@ def test_an_old_connection_s_stale_append_entries_on_fifo_is_finding_2():
     """Found by a 20-minute campaign (OldConnectionsRaft, fixes 3 and 12 in): a peer's old TCP connection,
     still readable after its new one, delivers a stale append_entries that truncates committed entries.
     Finding 2 was thought to need a reordering network; pysyncobj's own transport reorders this way."""
-    from harness.ledger.triage import triage
-
-    doc = json.loads((CASES / "old-connection-truncates-committed-entries.json").read_text())
-    if doc["pysyncobj_version"] != VERSION:
-        pytest.skip(f"recorded on pysyncobj {doc['pysyncobj_version']}, this is {VERSION}")
     run = _replay("old-connection-truncates-committed-entries")
     assert run.failed and "state_machine_safety" in run.invariants, run.headline
-    logging.disable(logging.CRITICAL)
-    try:
-        verdict = triage(load_machine(doc["machine"]), doc["steps"], doc["patches"], ["state_machine_safety"])
-    finally:
-        logging.disable(logging.NOTSET)
-    assert verdict.label == "known: finding 2", verdict
+    assert _triage("old-connection-truncates-committed-entries").label == "known: finding 2"
