@@ -163,9 +163,6 @@ class ClusterBase(abc.ABC):
         """The slot of ``node_id``; ValueError naming ``arg`` and the valid ids if there is none."""
 
     @abc.abstractmethod
-    def leader(self) -> Optional[str]: ...
-
-    @abc.abstractmethod
     def add_send_filter_factory(self, factory: FilterFactory) -> None: ...
 
     @abc.abstractmethod
@@ -228,6 +225,15 @@ class ClusterBase(abc.ABC):
 
     def incarnation(self, node_id: str) -> int:
         return self._slot(node_id).incarnation
+
+    def leader(self) -> Optional[str]:
+        """The up node in leader role with the highest term, or None."""
+        best = None
+        for node_id in self.up_ids():
+            obj = self._slots[node_id].obj
+            if compat.role(obj) == "leader" and (best is None or obj.raftCurrentTerm > best[0]):
+                best = (obj.raftCurrentTerm, node_id)
+        return None if best is None else best[1]
 
     @staticmethod
     def _observe(slot: Any, consume: bool) -> NodeState:

@@ -378,15 +378,6 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
         """Every node's state, consuming the log-change marks: the invariants' incremental feed."""
         return tuple(self._observe(self._slots[i], consume=True) for i in self.node_ids)
 
-    def leader(self) -> Optional[str]:
-        """The up node in leader role with the highest term, or None."""
-        best = None
-        for node_id in self.up_ids():
-            obj = self._slots[node_id].obj
-            if compat.role(obj) == "leader" and (best is None or obj.raftCurrentTerm > best[0]):
-                best = (obj.raftCurrentTerm, node_id)
-        return None if best is None else best[1]
-
     def wait_leader(self, timeout: float = 30.0) -> str:
         """Run until some node is leader and return its id; TimeoutError if none within ``timeout``."""
         if not self.run_until(lambda: self.leader() is not None, timeout):

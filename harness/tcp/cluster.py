@@ -274,14 +274,9 @@ class TcpCluster(ClusterBase):
             return tuple(self._observe(self._slots[i], consume=True) for i in self.node_ids)
 
     def leader(self) -> Optional[str]:
-        """The up node in leader role with the highest term, or None."""
+        """The up node in leader role with the highest term, or None (read under the cluster lock)."""
         with self._lock:
-            best = None
-            for node_id in self.up_ids():
-                obj = self._slots[node_id].obj
-                if compat.role(obj) == "leader" and (best is None or obj.raftCurrentTerm > best[0]):
-                    best = (obj.raftCurrentTerm, node_id)
-            return None if best is None else best[1]
+            return super().leader()
 
     def wait_leader(self, timeout: float = 30.0) -> str:
         """Wait until some node is leader and return its id; TimeoutError after ``timeout`` wall seconds."""
