@@ -86,9 +86,14 @@ class Failure:
     """
 
     machine: type
-    steps: List[Dict[str, Any]]
+    recorder: Recorder  # the failed example's; it records nothing more once the example failed
     patches: Tuple[str, ...]
     invariants: Tuple[str, ...]
+
+    @property
+    def steps(self) -> List[Dict[str, Any]]:
+        """The recorded steps, serialised only when asked: during shrinking most failures never are."""
+        return self.recorder.to_json()
 
 
 #: Set by every failing example; read (and cleared) by the pytest plugin when a test fails.
@@ -197,7 +202,7 @@ class RaftMachine(RuleBasedStateMachine):
     def _fail(self, exc: AssertionError) -> None:
         self._failed = True
         global last_failure
-        last_failure = Failure(type(self), self.recorder.to_json(), tuple(installed_patches()),
+        last_failure = Failure(type(self), self.recorder, tuple(installed_patches()),
                                tuple(sorted({v.invariant for v in getattr(exc, "violations", ())}))
                                or (type(exc).__name__,))
         if self.recorder.detailed:
