@@ -21,6 +21,8 @@ READ = "read"
 #: A read a node answers from its own state, outside the log: not linearizable by design, judged by
 #: :mod:`harness.check.local_reads` (a value that was written, never older than one it returned before).
 LOCAL_READ = "local_read"
+#: Every kind of read served outside the log starts so: LOCAL_READ, and a battery's ``local_get``...
+LOCAL_PREFIX = "local_"
 
 
 @dataclasses.dataclass

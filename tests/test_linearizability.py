@@ -402,3 +402,94 @@ def test_counter_model_unknown_increment_may_or_may_not_apply():
     assert check_linearizable(base + [counter_op("get", None, 6, 4, 5)], model=CounterModel())
     assert check_linearizable(base + [counter_op("get", None, 1, 4, 5)], model=CounterModel())
     assert not check_linearizable(base + [counter_op("get", None, 4, 4, 5)], model=CounterModel())
+
+
+def brute_force_counter(h: List[Operation]) -> bool:
+    """Every order of the ok ops and of every subset of the others, under :class:`CounterModel`."""
+    required = [o for o in h if o.outcome == OK]
+    optional = [o for o in h if o.outcome in (UNKNOWN, PENDING)]
+
+    def end(o: Operation) -> float:
+        return o.complete if o.outcome == OK else float("inf")
+
+    for k in range(len(optional) + 1):
+        for extra in itertools.combinations(optional, k):
+            for order in itertools.permutations(required + list(extra)):
+                if any(end(b) < a.invoke for i, a in enumerate(order) for b in order[i + 1:]):
+                    continue
+                state, fits = CounterModel().initial(), True
+                for o in order:
+                    fits, state = CounterModel().step(state, o)
+                    if not fits:
+                        break
+                if fits:
+                    return True
+    return False
+
+
+def test_counter_search_agrees_with_brute_force_on_histories_full_of_unknown_increments():
+    """Small histories where most increments are of unknown outcome, against brute force."""
+    rng = random.Random(11)
+    verdicts = set()
+    for _ in range(300):
+        h = []
+        for _ in range(rng.randrange(1, 7)):
+            start = rng.randrange(5)
+            outcome = rng.choice([OK, UNKNOWN, UNKNOWN, PENDING, FAILED])
+            if rng.random() < 0.6:
+                amount = rng.choice([0, 1, 2, 3])
+                h.append(counter_op("incr", amount, rng.randrange(7), start, start + rng.randrange(3), outcome))
+            else:
+                h.append(counter_op("get", None, rng.randrange(7), start, start + rng.randrange(3), outcome))
+        expected = brute_force_counter(h)
+        assert check_linearizable(h, model=CounterModel()).ok == expected, "\n".join(map(str, h))
+        verdicts.add(expected)
+    assert verdicts == {True, False}
+
+
+# --- the log's order as a witness ---------------------------------------------------------
+
+
+def indexed(o: Operation, index: Optional[int]) -> Operation:
+    o.index = index
+    return o
+
+
+def test_log_order_proves_a_stalled_burst_linearizable_without_a_search():
+    """Sixty increments acknowledged together after a stall (all concurrent) plus one that timed out and
+    whose entry nobody learnt: the results allow one order, the log gave it, and the search, which
+    tries orders of concurrent calls, would need far more than the budget below."""
+    h = [indexed(counter_op("incr", 1, i + 1, i, 100), i + 1) for i in range(30)]
+    h.append(counter_op("incr", 5, None, 30, None, UNKNOWN))  # applied at index 31, unbeknown to its client
+    h += [indexed(counter_op("incr", 1, 36 + i, 31 + i, 100), 32 + i) for i in range(30)]
+    assert check_linearizable(h, model=CounterModel(), max_states=50)
+    for o in h:
+        o.index = None
+    with pytest.raises(RuntimeError, match="too large"):
+        check_linearizable(h, model=CounterModel(), max_states=50)
+
+
+def test_log_order_against_real_time_is_no_witness():
+    """The log puts b before a although a returned before b was called; the results agree with the log,
+    so a witness that ignored real time would pass a history that is not linearizable."""
+    a = indexed(w(1, 0, 1), 2)
+    b = indexed(w(2, 2, 3), 1)
+    seen = indexed(r(1, 4, 5), 2)
+    assert not check_linearizable([a, b, seen])
+
+
+def test_verdicts_do_not_depend_on_the_log_indexes_given():
+    """Random indexes, true or not, never change a verdict: brute force ignores them."""
+    rng = random.Random(5)
+    verdicts = set()
+    for _ in range(400):
+        h = small_random_history(rng, rng.randrange(1, 7))
+        order = list(range(len(h)))
+        rng.shuffle(order)
+        for o, index in zip(h, order):
+            o.index = index if rng.random() < 0.9 else None
+        expected = brute_force_linearizable(h)
+        assert check_linearizable(h).ok == expected, "\n".join(map(str, h))
+        assert check_linearizable(h, model=RegisterModel()).ok == expected, "\n".join(map(str, h))
+        verdicts.add(expected)
+    assert verdicts == {True, False}

@@ -29,9 +29,7 @@ import dataclasses
 from typing import Any, Dict, Hashable, Iterable, Iterator, List, Mapping, Optional
 
 from harness.check.linearizability import LinearizabilityResult, Model, check_linearizable
-from harness.history import OK, Operation
-
-LOCAL_PREFIX = "local_"
+from harness.history import LOCAL_PREFIX, OK, Operation
 
 
 class BatteryModel(Model):

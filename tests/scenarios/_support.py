@@ -120,7 +120,9 @@ commit_index_regresses_on_0_3_11 = pytest.mark.xfail(
     reason="pysyncobj 0.3.11: a follower's commit index goes back to a new leader's lower one "
            "(no guard before 0.3.12)")
 
-#: FINDINGS.md #4: before 0.3.16 a restarted node forgets its term and vote.
-forgets_term_before_0_3_16 = pytest.mark.xfail(
-    compat.VERSION_INFO < (0, 3, 16), strict=True, raises=SafetyViolation,
+#: FINDINGS.md #4 as this seed meets it: on 0.3.11 the restarted nodes, at term 0 again, elect two leaders
+#: in term 1.  0.3.12-0.3.15 forget the term too, but with their timing this seed elects one leader
+#: (checked on each release), so the mark is bounded by what the scenario shows, not by the bug's range.
+two_leaders_after_restart_on_0_3_11 = pytest.mark.xfail(
+    compat.VERSION_INFO < (0, 3, 12), strict=True, raises=SafetyViolation,
     reason="FINDINGS.md #4: pysyncobj < 0.3.16 does not persist currentTerm and votedFor")

@@ -13,7 +13,7 @@ from pysyncobj import replicated
 from harness import Cluster, KVStore
 from harness.history import OK, PENDING
 
-from ._support import Watched, forgets_term_before_0_3_16, converged, data, node_dir, others
+from ._support import Watched, converged, data, node_dir, others, two_leaders_after_restart_on_0_3_11
 
 
 class Counter(KVStore):
@@ -83,7 +83,7 @@ def test_many_actions_with_log_compaction():
         assert all(c.state(n).first_index > 1 for n in c.node_ids)
 
 
-@forgets_term_before_0_3_16
+@two_leaders_after_restart_on_0_3_11
 def test_journal_restart_and_replay_twice():
     """journalTest: counters survive the whole cluster being killed and restarted, twice; the second
     time part of the state is in a dump and the rest in the journal."""
