@@ -17,8 +17,10 @@ from harness import Cluster, KVStore, SafetyViolation
 from harness.adapter import batteries as adapter
 from harness.check.batteries import (CounterModel, DictModel, ListModel, PriorityQueueModel, QueueModel, SetModel,
                                      check_battery, model_for)
+from harness.check.invariants import LivenessViolation, Violation
 from harness.check.locks import LockSample, LockTransition, lock_violations
-from harness.fuzz.batteries import ALIASES, MACHINES, battery_machine
+from harness.contract import NodeError
+from harness.fuzz.batteries import ALIASES, MACHINES, BatteryFinding, battery_machine, recognise_finding
 from harness.history import FAILED, OK, PENDING, UNKNOWN, Operation
 
 
@@ -306,6 +308,55 @@ def test_battery_machine_takes_short_names_and_returns_one_class_per_configurati
     assert set(ALIASES.values()) == set(MACHINES)
     unreliable = battery_machine("locks", network="unreliable")
     assert unreliable.network == "unreliable" and hasattr(unreliable, "reorder_messages")
+
+
+# --- recognising findings 17 and 18 in the unguarded machines ----------------------------------------
+def _node_error(innermost: str) -> NodeError:
+    return NodeError(node="n2", incarnation=1, activity="tick", time=2.0, traceback=(
+        'Traceback (most recent call last):\n'
+        '  File "/x/pysyncobj/syncobj.py", line 1, in _onTick\n    self.__applyLogEntries()\n'
+        f'  File "/x/pysyncobj/{innermost}", line 9, in remove\n    self.__data.remove(value)\n'
+        'KeyError: 3\n'))
+
+
+def _set_op(kind: str) -> Operation:
+    return Operation(id=0, kind=kind, key="set", value=(), via="n1", invoke=0.0, complete=1.0, outcome=OK)
+
+
+def test_an_exception_raised_in_a_battery_method_is_recognised_as_finding_17():
+    raised = _node_error("batteries.py")
+    failure = SafetyViolation([Violation("no_node_errors", str(raised), nodes=("n2",))])
+    found = recognise_finding(failure, "ReplSet", [raised], [])
+    assert isinstance(found, BatteryFinding) and found.bug == 17 and found.violations == failure.violations
+    assert str(found).startswith("known pysyncobj bug 17: a battery call that raises")
+    stalled = LivenessViolation("liveness: healed cluster did not commit a write")
+    assert recognise_finding(stalled, "ReplList", [raised], []).bug == 17
+
+
+def test_anything_else_an_unguarded_machine_finds_stays_a_failure():
+    inside_raft = _node_error("syncobj.py")  # an exception in pysyncobj's own code is no battery finding
+    failure = SafetyViolation([Violation("no_node_errors", str(inside_raft))])
+    assert recognise_finding(failure, "ReplSet", [inside_raft], []) is failure
+    raised = _node_error("batteries.py")
+    mixed = SafetyViolation([Violation("no_node_errors", str(raised)), Violation("state_machine_safety", "4@1 vs 4@2")])
+    assert recognise_finding(mixed, "ReplSet", [raised], []) is mixed
+    stalled = LivenessViolation("liveness: healed cluster did not commit a write")
+    assert recognise_finding(stalled, "ReplList", [inside_raft], []) is stalled
+
+
+def test_replicas_of_a_popped_replset_disagreeing_is_recognised_as_finding_18():
+    differ = SafetyViolation([Violation("replica_agreement", "ReplSet replicas that applied entries 1..9 differ")])
+    assert recognise_finding(differ, "ReplSet", [], [_set_op("add"), _set_op("pop")]).bug == 18
+    assert recognise_finding(differ, "ReplSet", [], [_set_op("add"), _set_op("discard")]) is differ
+    assert recognise_finding(differ, "ReplList", [], [_set_op("pop")]) is differ
+
+
+def test_the_unguarded_list_machine_runs_into_finding_17_and_says_so():
+    """``ReplList.pop()`` without a position raises inside pysyncobj on every replica."""
+    with pytest.raises(BatteryFinding) as found:
+        run_state_machine_as_test(battery_machine("ReplList"), settings=settings(
+            _QUICK, max_examples=30, stateful_step_count=30, report_multiple_bugs=False))
+    assert found.value.bug == 17
 
 
 # --- bad input ----------------------------------------------------------------------------------------

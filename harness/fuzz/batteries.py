@@ -44,9 +44,10 @@ from pysyncobj import SyncObj
 
 from harness.adapter import batteries as adapter
 from harness.check import batteries as models
-from harness.check.invariants import SafetyViolation, Violation
+from harness.check.invariants import LivenessViolation, SafetyViolation, Violation
 from harness.check.locks import LockSample, lock_violations
 from harness.fuzz.machine import RaftMachine, UnreliableNetworkRules, note, targets
+from harness.ledger.bugs import LEDGER
 from harness.report.text import describe
 from harness.sim.cluster import Cluster
 
@@ -58,6 +59,44 @@ LOCKS = ("L1", "L2")
 items = st.sampled_from(ITEMS)
 keys = st.sampled_from(KEYS)
 positions = st.sampled_from(POSITIONS)
+
+
+class BatteryFinding(AssertionError):
+    """A failure of an unguarded machine recognised as ledger bug 17 (a replicated call raised inside
+    pysyncobj, which halts every node's state machine) or 18 (``ReplSet.pop`` diverged).
+
+    Neither bug has an in-process fix, so triage cannot confirm them by replay; they are recognised by
+    their symptom instead, narrowly, so that anything else an unguarded machine finds stays a failure.
+    """
+
+    def __init__(self, bug: int, failure: AssertionError) -> None:
+        self.bug = bug
+        self.violations = getattr(failure, "violations", ())
+        super().__init__(f"known pysyncobj bug {bug}: {LEDGER[bug].title}\n{failure}")
+
+
+def recognise_finding(failure: AssertionError, battery: str, node_errors, history) -> AssertionError:
+    """``failure`` as a :class:`BatteryFinding` when its symptom is bug 17's or 18's, else unchanged.
+
+    17: every violation is an exception inside a node whose innermost frame is in pysyncobj's
+    batteries, or the healed cluster made no progress after such an exception.  18: every violation is
+    replicas of a ``ReplSet`` disagreeing, in a history that popped it.
+    """
+    raised = [e for e in node_errors if _raised_in_battery(e.traceback)]
+    violations = getattr(failure, "violations", ())
+    if raised and isinstance(failure, LivenessViolation):
+        return BatteryFinding(17, failure)
+    if violations and all(v.invariant == "no_node_errors" and _raised_in_battery(v.message) for v in violations):
+        return BatteryFinding(17, failure)
+    if battery == "ReplSet" and violations and all(v.invariant == "replica_agreement" for v in violations) \
+            and any(op.kind == "pop" for op in history):
+        return BatteryFinding(18, failure)
+    return failure
+
+
+def _raised_in_battery(traceback: str) -> bool:
+    frames = [line for line in traceback.splitlines() if line.lstrip().startswith('File "')]
+    return bool(frames) and "pysyncobj/batteries.py" in frames[-1].replace("\\", "/")
 
 
 class BatteryMachine(RaftMachine):
@@ -110,6 +149,11 @@ class BatteryMachine(RaftMachine):
     def liveness_probe(self, timeout: float) -> None:
         method, args = self.probe
         self.cluster.must_call(method, self.object_name, *args, timeout=timeout, consumer=self.object_name)
+
+    def _fail(self, exc: AssertionError) -> None:
+        if self.has_raising_calls and not self.guarded and self.cluster is not None:
+            exc = recognise_finding(exc, self.battery, self.cluster.node_errors, self.cluster.history)
+        super()._fail(exc)
 
     def _check_linearizable(self) -> None:
         model = self.new_model()
