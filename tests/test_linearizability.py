@@ -305,26 +305,31 @@ def test_max_states_guard_raises():
 # --- cross-check against brute force --------------------------------------------------
 
 
-def brute_force_linearizable(h: List[Operation], initial: Any = None) -> bool:
-    """Try every order of every admissible subset of a single key's ops."""
+def brute_force_linearizable(h: List[Operation], initial: Any = None, model: Optional[Model] = None) -> bool:
+    """Try every order of every admissible subset of a single key's ops: of the ok ones and the optional
+    writes as a register starting at ``initial`` (written here, apart from the checker's own models), or
+    of the ok ones and every optional one under ``model``."""
     required = [o for o in h if o.outcome == OK]
-    optional = [o for o in h if o.outcome in (UNKNOWN, PENDING) and o.kind == WRITE]
+    optional = [o for o in h if o.outcome in (UNKNOWN, PENDING) and (model is not None or o.kind == WRITE)]
 
     def end(o: Operation) -> float:
         return o.complete if o.outcome == OK else float("inf")
 
+    def register(value: Any, o: Operation):
+        return (True, o.value) if o.kind == WRITE else (o.value == value, value)
+
+    step, start = (register, initial) if model is None else (model.step, model.initial())
     for k in range(len(optional) + 1):
         for extra in itertools.combinations(optional, k):
             for order in itertools.permutations(required + list(extra)):
                 if any(end(b) < a.invoke for i, a in enumerate(order) for b in order[i + 1:]):
                     continue
-                value = initial
+                state, fits = start, True
                 for o in order:
-                    if o.kind == WRITE:
-                        value = o.value
-                    elif o.value != value:
+                    fits, state = step(state, o)
+                    if not fits:
                         break
-                else:
+                if fits:
                     return True
     return False
 
@@ -404,29 +409,6 @@ def test_counter_model_unknown_increment_may_or_may_not_apply():
     assert not check_linearizable(base + [counter_op("get", None, 4, 4, 5)], model=CounterModel())
 
 
-def brute_force_counter(h: List[Operation]) -> bool:
-    """Every order of the ok ops and of every subset of the others, under :class:`CounterModel`."""
-    required = [o for o in h if o.outcome == OK]
-    optional = [o for o in h if o.outcome in (UNKNOWN, PENDING)]
-
-    def end(o: Operation) -> float:
-        return o.complete if o.outcome == OK else float("inf")
-
-    for k in range(len(optional) + 1):
-        for extra in itertools.combinations(optional, k):
-            for order in itertools.permutations(required + list(extra)):
-                if any(end(b) < a.invoke for i, a in enumerate(order) for b in order[i + 1:]):
-                    continue
-                state, fits = CounterModel().initial(), True
-                for o in order:
-                    fits, state = CounterModel().step(state, o)
-                    if not fits:
-                        break
-                if fits:
-                    return True
-    return False
-
-
 def test_counter_search_agrees_with_brute_force_on_histories_full_of_unknown_increments():
     """Small histories where most increments are of unknown outcome, against brute force."""
     rng = random.Random(11)
@@ -441,7 +423,7 @@ def test_counter_search_agrees_with_brute_force_on_histories_full_of_unknown_inc
                 h.append(counter_op("incr", amount, rng.randrange(7), start, start + rng.randrange(3), outcome))
             else:
                 h.append(counter_op("get", None, rng.randrange(7), start, start + rng.randrange(3), outcome))
-        expected = brute_force_counter(h)
+        expected = brute_force_linearizable(h, model=CounterModel())
         assert check_linearizable(h, model=CounterModel()).ok == expected, "\n".join(map(str, h))
         verdicts.add(expected)
     assert verdicts == {True, False}
