@@ -51,7 +51,10 @@ class Operation:
         what = f"{self.kind}({self.key!r}, {self.value!r})"
         end = "…" if self.complete is None else f"{self.complete:.3f}"
         why = f" {self.reason}" if self.reason else ""
-        return f"#{self.id} {what} via {self.via} [{self.invoke:.3f}, {end}] {self.outcome}{why}"
+        # What a battery call returned, and where the log put it: a linearizability explanation needs both.
+        returned = f" -> {self.result!r}" if self.result is not None and self.kind not in (WRITE, READ) else ""
+        at = f" at {self.index}" if self.index is not None else ""
+        return f"#{self.id} {what} via {self.via} [{self.invoke:.3f}, {end}] {self.outcome}{why}{returned}{at}"
 
 
 class History:

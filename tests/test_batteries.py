@@ -310,45 +310,71 @@ def test_battery_machine_takes_short_names_and_returns_one_class_per_configurati
     assert unreliable.network == "unreliable" and hasattr(unreliable, "reorder_messages")
 
 
+def test_a_counterexample_names_a_battery_machine_that_replay_can_import():
+    """``battery_machine`` makes its classes on demand; the module resolves their names the same way."""
+    from harness.fuzz import batteries
+    from harness.fuzz.replay import load_machine
+
+    made = battery_machine("ReplCounter", network="unreliable")
+    assert f"{made.__module__}.{made.__qualname__}" == "harness.fuzz.batteries.ReplCounterUnreliableRaft"
+    assert load_machine("harness.fuzz.batteries.ReplCounterUnreliableRaft") is made
+    assert batteries.ReplSetGuardedRaft is battery_machine("set", guarded=True)
+    with pytest.raises(AttributeError, match="ReplFooRaft"):
+        batteries.ReplFooRaft
+
+
 # --- recognising findings 17 and 18 in the unguarded machines ----------------------------------------
-def _node_error(innermost: str) -> NodeError:
+def _node_error(innermost: str, function: str = "remove", applying: bool = True) -> NodeError:
+    outer = ('  File "/x/pysyncobj/syncobj.py", line 718, in __applyLogEntries\n    res = self.__doApplyCommand(e)\n'
+             '  File "/x/pysyncobj/syncobj.py", line 907, in __doApplyCommand\n    return m(*args)\n') if applying else ""
     return NodeError(node="n2", incarnation=1, activity="tick", time=2.0, traceback=(
         'Traceback (most recent call last):\n'
-        '  File "/x/pysyncobj/syncobj.py", line 1, in _onTick\n    self.__applyLogEntries()\n'
-        f'  File "/x/pysyncobj/{innermost}", line 9, in remove\n    self.__data.remove(value)\n'
+        '  File "/x/pysyncobj/syncobj.py", line 1, in _onTick\n    self.__applyLogEntries()\n' + outer +
+        f'  File "/x/{innermost}", line 9, in {function}\n    self.__data.remove(value)\n'
         'KeyError: 3\n'))
 
 
-def _set_op(kind: str) -> Operation:
-    return Operation(id=0, kind=kind, key="set", value=(), via="n1", invoke=0.0, complete=1.0, outcome=OK)
+def _set_op(kind: str, outcome: str = OK) -> Operation:
+    return Operation(id=0, kind=kind, key="set", value=(), via="n1", invoke=0.0, complete=1.0, outcome=outcome)
 
 
 def test_an_exception_raised_in_a_battery_method_is_recognised_as_finding_17():
-    raised = _node_error("batteries.py")
+    raised = _node_error("pysyncobj/batteries.py")
     failure = SafetyViolation([Violation("no_node_errors", str(raised), nodes=("n2",))])
     found = recognise_finding(failure, "ReplSet", [raised], [])
     assert isinstance(found, BatteryFinding) and found.bug == 17 and found.violations == failure.violations
     assert str(found).startswith("known pysyncobj bug 17: a battery call that raises")
     stalled = LivenessViolation("liveness: healed cluster did not commit a write")
-    assert recognise_finding(stalled, "ReplList", [raised], []).bug == 17
+    assert recognise_finding(stalled, "ReplList", [raised, raised], []).bug == 17
 
 
 def test_anything_else_an_unguarded_machine_finds_stays_a_failure():
-    inside_raft = _node_error("syncobj.py")  # an exception in pysyncobj's own code is no battery finding
-    failure = SafetyViolation([Violation("no_node_errors", str(inside_raft))])
-    assert recognise_finding(failure, "ReplSet", [inside_raft], []) is failure
-    raised = _node_error("batteries.py")
+    raised = _node_error("pysyncobj/batteries.py")
+    others = [_node_error("pysyncobj/syncobj.py"),  # pysyncobj's own code
+              _node_error("notpysyncobj/batteries.py"),  # some other package's file of that name
+              _node_error("pysyncobj/batteries.py", function="add"),  # not a call known to raise
+              _node_error("pysyncobj/batteries.py", applying=False)]  # not while applying an entry
+    for other in others:
+        failure = SafetyViolation([Violation("no_node_errors", str(other))])
+        assert recognise_finding(failure, "ReplSet", [other], []) is failure, other.traceback
     mixed = SafetyViolation([Violation("no_node_errors", str(raised)), Violation("state_machine_safety", "4@1 vs 4@2")])
     assert recognise_finding(mixed, "ReplSet", [raised], []) is mixed
     stalled = LivenessViolation("liveness: healed cluster did not commit a write")
-    assert recognise_finding(stalled, "ReplList", [inside_raft], []) is stalled
+    assert recognise_finding(stalled, "ReplList", [others[0]], []) is stalled
+    assert recognise_finding(stalled, "ReplList", [raised, others[0]], []) is stalled  # one other error is enough
+    assert recognise_finding(stalled, "ReplList", [], []) is stalled
 
 
 def test_replicas_of_a_popped_replset_disagreeing_is_recognised_as_finding_18():
-    differ = SafetyViolation([Violation("replica_agreement", "ReplSet replicas that applied entries 1..9 differ")])
-    assert recognise_finding(differ, "ReplSet", [], [_set_op("add"), _set_op("pop")]).bug == 18
-    assert recognise_finding(differ, "ReplSet", [], [_set_op("add"), _set_op("discard")]) is differ
-    assert recognise_finding(differ, "ReplList", [], [_set_op("pop")]) is differ
+    differ = SafetyViolation([Violation("replica_agreement", "ReplSet replicas that applied entries 1..9 differ",
+                                        nodes=("n1", "n2", "n3"))])
+    popped = [_set_op("add"), _set_op("pop")]
+    assert recognise_finding(differ, "ReplSet", [], popped, loaded_snapshot=["n2"]).bug == 18
+    assert recognise_finding(differ, "ReplSet", [], popped, loaded_snapshot=[]) is differ  # no snapshot loaded
+    assert recognise_finding(differ, "ReplSet", [], popped, loaded_snapshot=["n4"]) is differ  # not one of them
+    assert recognise_finding(differ, "ReplSet", [], [_set_op("add"), _set_op("pop", FAILED)], ["n2"]) is differ
+    assert recognise_finding(differ, "ReplSet", [], [_set_op("add"), _set_op("discard")], ["n2"]) is differ
+    assert recognise_finding(differ, "ReplList", [], [_set_op("pop")], ["n2"]) is differ
 
 
 def test_the_unguarded_list_machine_runs_into_finding_17_and_says_so():

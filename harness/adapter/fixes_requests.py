@@ -1,5 +1,5 @@
 """Fixes for the findings in how pysyncobj handles requests: membership changes and forwarded commands
-(FINDINGS.md 1, 6, 13).
+(FINDINGS.md 1, 6, 13, 20).
 
 A client's request either goes into the leader's log (a membership change is refused while another
 is uncommitted) or, on a follower, is forwarded to the leader and waits for its reply; these fixes
@@ -65,6 +65,20 @@ def _probe_stale_command_response_answered(p: Probe) -> bool:
     return outcomes == [FAIL_REASON.LEADER_CHANGED]
 
 
+def _probe_forwarded_command_applied_once(p: Probe) -> bool:
+    p.make(LEADER, 1)
+    command = {"type": "apply_command", "command": _COMMAND, "request_id": 1}
+    deliver = p.transport._onMessageReceived  # through the transport, as a real message arrives
+    deliver(p.node("b"), command)
+    deliver(p.node("b"), dict(command))  # the same message, delivered twice
+    p.obj._checkCommandsToApply()
+    once = sum(e[0] == _COMMAND for e in p.get("raftLog")) == 1
+    p.transport._onNodeDisconnected(p.node("b"))  # b restarts: its request ids start again
+    deliver(p.node("b"), dict(command))
+    p.obj._checkCommandsToApply()
+    return once and sum(e[0] == _COMMAND for e in p.get("raftLog")) == 2
+
+
 # --------------------------------------------------------------------------------------------
 # The fixes
 # --------------------------------------------------------------------------------------------
@@ -126,5 +140,46 @@ FIXES: List[Mutation] = [
              "                else:\n"
              "                    self.__commandsWaitingCommit[idx].append((term, callback))\n"),
         probe=_probe_stale_command_response_answered,
+    ),
+    Mutation(
+        name="forwarded_command_applied_once",
+        title="Finding 20: a leader appends a forwarded command once, however often it arrives",
+        description=(
+            "A leader appended every ``apply_command`` it received, so a network that duplicates "
+            "messages turned one forwarded call into two entries.  With the fix the leader remembers, per "
+            "sender, the request ids it has taken since that sender last connected, and drops a repeat. "
+            "Request ids count from 1 in each incarnation of a follower or read-only node, and a restart "
+            "drops its connections, so the memory is forgotten on disconnect.  The filter sits in front of the "
+            "transport's callbacks, installed in ``__init__``: a closure, not an attribute, because "
+            "pysyncobj serializes attributes set after ``__init__`` into its snapshots."),
+        method="__init__",
+        old=("    self.__transport.setOnNodeDisconnectedCallback(self.__onNodeDisconnected)\n"
+             "    self.__transport.setOnMessageReceivedCallback(self.__onMessageReceived)\n"
+             "    self.__transport.setOnReadonlyNodeConnectedCallback(self.__onReadonlyNodeConnected)\n"
+             "    self.__transport.setOnReadonlyNodeDisconnectedCallback(self.__onReadonlyNodeDisconnected)\n"),
+        new=("    # KNOWN FIX forwarded_command_applied_once (finding 20): a repeated apply_command is dropped\n"
+             "    takenRequests = {}  # sender's node id -> request ids taken since it connected\n"
+             "\n"
+             "    def onNodeDisconnected(node):\n"
+             "        takenRequests.pop(node.id, None)\n"
+             "        self.__onNodeDisconnected(node)\n"
+             "\n"
+             "    def onReadonlyNodeDisconnected(node):\n"
+             "        takenRequests.pop(node.id, None)\n"
+             "        self.__onReadonlyNodeDisconnected(node)\n"
+             "\n"
+             "    def onMessageReceived(node, message):\n"
+             "        if message.get('type') == 'apply_command' and 'request_id' in message:\n"
+             "            taken = takenRequests.setdefault(node.id, set())\n"
+             "            if message['request_id'] in taken:\n"
+             "                return\n"
+             "            taken.add(message['request_id'])\n"
+             "        self.__onMessageReceived(node, message)\n"
+             "\n"
+             "    self.__transport.setOnNodeDisconnectedCallback(onNodeDisconnected)\n"
+             "    self.__transport.setOnMessageReceivedCallback(onMessageReceived)\n"
+             "    self.__transport.setOnReadonlyNodeConnectedCallback(self.__onReadonlyNodeConnected)\n"
+             "    self.__transport.setOnReadonlyNodeDisconnectedCallback(onReadonlyNodeDisconnected)\n"),
+        probe=_probe_forwarded_command_applied_once,
     ),
 ]

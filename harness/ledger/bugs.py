@@ -163,6 +163,10 @@ _BUGS: List[Bug] = [
         no_fix=("ReplList.__setitem__ is declared @replicated(ver=1) in pysyncobj/batteries.py; the harness' "
                 "patch engine only patches SyncObj methods, and the cure is a one-word change of that "
                 "declaration in pysyncobj")),
+    Bug(20, "a forwarded command that the network delivers twice is appended and applied twice", "0.3.11",
+        "0.3.17", "unreliable",
+        (_F + "test_duplicated_forwarded_command.py::test_a_duplicated_forwarded_command_is_applied_once",),
+        fix="forwarded_command_applied_once"),
 ]
 
 #: Every known bug by id.
