@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from harness import Cluster
 from harness.util import owned_dir, reap_orphans
 
@@ -26,6 +28,12 @@ _FAILING_MACHINE = textwrap.dedent("""
     TestFails = InjectedBugRaft.TestCase
     TestFails.settings = settings(max_examples=20, stateful_step_count=8, database=None, deadline=None,
                                   phases=[Phase.generate, Phase.shrink])
+""")
+
+#: So that under xdist each worker has a failing machine to run when -x stops the run.
+_SECOND_FAILING_TEST = textwrap.dedent("""
+    class TestFailsToo(TestFails):
+        pass
 """)
 
 _SLOW_MACHINE = textwrap.dedent("""
@@ -54,14 +62,17 @@ def _project(tmp_path: Path, source: str) -> Path:
     return project
 
 
-def test_a_failing_shrinking_run_leaves_no_node_directory(tmp_path):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_failing_shrinking_run_leaves_no_node_directory(tmp_path, workers):
+    """``-x`` stops the run at the first failure; under xdist that interrupts the other worker too."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    project = _project(tmp_path, _FAILING_MACHINE)
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", str(project)],
+    project = _project(tmp_path, _FAILING_MACHINE + _SECOND_FAILING_TEST)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *workers, str(project)],
                          cwd=project, env=_env(tmp), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          timeout=300)
-    assert run.returncode == 1, run.stdout[-2000:]  # it did fail (and shrank)
+    # it did fail (and shrank); xdist reports the stop as an interruption
+    assert run.returncode == (2 if workers else 1), run.stdout[-2000:]
     assert "injected_bug" in run.stdout
     assert _left(tmp) == []
 
