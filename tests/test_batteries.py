@@ -346,6 +346,9 @@ def test_an_exception_raised_in_a_battery_method_is_recognised_as_finding_17():
     assert str(found).startswith("known pysyncobj bug 17: a battery call that raises")
     stalled = LivenessViolation("liveness: healed cluster did not commit a write")
     assert recognise_finding(stalled, "ReplList", [raised, raised], []).bug == 17
+    past_the_end = _node_error("pysyncobj/batteries.py", function="set")  # ReplList.set(9, v) on a short list
+    assert recognise_finding(SafetyViolation([Violation("no_node_errors", str(past_the_end))]), "ReplList",
+                             [past_the_end], []).bug == 17
 
 
 def test_anything_else_an_unguarded_machine_finds_stays_a_failure():

@@ -82,7 +82,7 @@ def recognise_finding(failure: AssertionError, battery: str, node_errors, histor
     """``failure`` as a :class:`BatteryFinding` when its symptom is bug 17's or 18's, else unchanged.
 
     17: every violation is an exception inside a node raised by one of the calls known to raise
-    (``remove``, ``pop``) of pysyncobj's batteries while a committed entry was applied, or the healed
+    (``remove``, ``pop``, ``set``) of pysyncobj's batteries while a committed entry was applied, or the healed
     cluster made no progress and every exception inside a node was such a one.  18: every violation
     is replicas of a ``ReplSet`` disagreeing, in a history where a pop took effect, with one of those
     replicas having loaded its set from a snapshot (``loaded_snapshot``: node ids), which is what
@@ -106,8 +106,9 @@ def recognise_finding(failure: AssertionError, battery: str, node_errors, histor
 
 
 _FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line \d+, in (?P<function>\S+)\s*$')
-#: The battery methods that raise in some states (bug 17's symptom), by the name in a traceback.
-_RAISING_CALLS = ("remove", "pop")
+#: The battery methods the unguarded machines call that raise in some states (bug 17's symptom), by the
+#: name in a traceback: ``ReplSet.remove``/``pop``, ``ReplList.remove``/``pop``/``set`` (past the end).
+_RAISING_CALLS = ("remove", "pop", "set")
 
 
 def _raised_applying_battery_call(traceback: str) -> bool:
