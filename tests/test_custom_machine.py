@@ -17,6 +17,7 @@ from pysyncobj import SyncObj, replicated
 
 from harness import SafetyViolation
 from harness.check.linearizability import Model
+from harness.environment import REPORT_ENV
 from harness.fuzz.machine import RaftMachine, targets
 
 
@@ -100,3 +101,21 @@ def test_custom_object_and_model_pass_on_a_correct_counter():
 def test_custom_model_catches_stale_local_reads():
     with pytest.raises(SafetyViolation, match="linearizability"):
         run_state_machine_as_test(StaleReadMachine, settings=settings(_SETTINGS, max_examples=200))
+
+
+def test_a_history_the_checker_cannot_decide_fails_as_undecided_with_its_counterexample(tmp_path, monkeypatch):
+    """Not a verdict on pysyncobj, but never passed over: it fails like a violation (so it is recorded,
+    replayed and triaged) under its own name."""
+    from harness.check.linearizability import SearchTooLarge
+
+    def undecidable():
+        raise SearchTooLarge("linearizability search too large for key 'c' (21 ops): more than max_states=3")
+
+    class UndecidedMachine(CounterMachine):
+        def _check_linearizable(self) -> None:
+            self._judge_linearizable(undecidable)
+
+    monkeypatch.setenv(REPORT_ENV, str(tmp_path))  # where a failing machine writes counterexample.json
+    with pytest.raises(SafetyViolation, match="linearizability_undecided: linearizability search too large"):
+        run_state_machine_as_test(UndecidedMachine, settings=settings(_SETTINGS, max_examples=3))
+    assert list(tmp_path.rglob("counterexample.json"))

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 import pytest
 
 from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, Operation
-from harness.check.linearizability import Model, RegisterModel, check_linearizable
+from harness.check.linearizability import Model, RegisterModel, SearchTooLarge, check_linearizable
 
 _ids = itertools.count()
 
@@ -297,7 +297,7 @@ def test_max_states_guard_raises():
     # Twelve fully concurrent writes, then a read of a value nobody wrote: the
     # search must try every subset of the writes before giving up.
     h = [w(i, 0, 10) for i in range(12)] + [r("nobody", 20, 21)]
-    with pytest.raises(RuntimeError, match=r"too large.*'x'.*13 ops"):
+    with pytest.raises(SearchTooLarge, match=r"too large.*'x'.*13 ops"):
         check_linearizable(h, max_states=100)
     assert not check_linearizable(h)  # with the default budget it completes
 

@@ -42,6 +42,10 @@ from harness.history import FAILED, LOCAL_PREFIX, LOCAL_READ, OK, PENDING, READ,
 _OUTCOMES = (OK, FAILED, UNKNOWN, PENDING)
 
 
+class SearchTooLarge(RuntimeError):
+    """The search for a linearization needed more than ``max_states`` configurations: undecided."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LinearizabilityResult:
     """Verdict of :func:`check_linearizable`; truthy iff the history is linearizable."""
@@ -81,7 +85,7 @@ def check_linearizable(
     Without ``model`` each key is a register starting at ``initial`` (writes
     and reads, with a search specialised for them); with ``model`` each key is
     an object of that sequential specification.  Keys are checked in sorted
-    order and the first violating key is reported.  Raises ``RuntimeError`` if
+    order and the first violating key is reported.  Raises :class:`SearchTooLarge` if
     one key's search needs more than ``max_states`` memoized configurations (so
     a pathological history fails loudly instead of hanging), and
     ``ValueError`` for malformed operations.
@@ -115,43 +119,74 @@ def _log_order_is_a_witness(ops: List[Operation], model: Model) -> bool:
     Every ok operation must know its log index (a local read: the index its
     replica had applied, so it goes right after that entry); optional ones
     with an index are placed there.  An optional one without (a call that
-    timed out, whose entry the client never learnt) is slipped in, greedily,
-    just before an operation the model rejects, if that makes it fit.  The
-    order must satisfy the model and real time (nothing placed after an
-    operation that returned before it was called).  A valid witness proves
-    the history linearizable in one pass; anything else goes to the search,
-    which alone may say "not linearizable".  It matters when many
+    timed out, whose entry the client never learnt) held one of the indexes
+    missing from the sequence, if it took effect: when the model rejects an
+    operation, each such gap before it, nearest first, is tried for each such
+    call.  The order must satisfy the model and real time (nothing placed
+    after an operation that returned before it was called).  A valid witness
+    proves the history linearizable in one pass; anything else goes to the
+    search, which alone may say "not linearizable".  It matters when many
     acknowledgements arrive together after a stall: dozens of ok calls then
-    overlap, and the search would try their orders although the results
-    allow only one.
+    overlap, and the search would try their orders although the results allow
+    only one.
     """
     if any(op.outcome == OK and op.index is None for op in ops):
         return False
     placed = sorted((op for op in ops if op.outcome != FAILED and op.index is not None),
                     key=lambda o: (o.index, o.kind.startswith(LOCAL_PREFIX), o.invoke, o.id))
     spare = [op for op in ops if op.outcome not in (OK, FAILED) and op.index is None]
-    returns_from = [math.inf] * (len(placed) + 1)  # earliest return among placed[k:]
-    for k in range(len(placed) - 1, -1, -1):
-        end = placed[k].complete if placed[k].outcome == OK else math.inf
-        returns_from[k] = min(end, returns_from[k + 1])
-    state, latest_call = model.initial(), -math.inf
-    for k, op in enumerate(placed):
+    order: List[Operation] = []  # the witness so far
+    states: List[Any] = [model.initial()]  # states[j]: before order[j]; states[-1]: now
+    latest_call = -math.inf
+    for op in placed:
         if op.outcome == OK and op.complete < latest_call:
             return False
-        possible, after = model.step(state, op)
-        for extra in spare if not possible else ():
-            if extra.invoke > returns_from[k]:
-                continue
-            fits, between = model.step(state, extra)
-            possible, after = model.step(between, op) if fits else (False, None)
-            if possible:
-                spare.remove(extra)
-                latest_call = max(latest_call, extra.invoke)
-                break
+        possible, after = model.step(states[-1], op)
         if not possible:
-            return False
-        state, latest_call = after, max(latest_call, op.invoke)
+            filled = _fill_a_gap(order, states, op, spare, model)
+            if filled is None:
+                return False
+            after, extra = filled
+            latest_call = max(latest_call, extra.invoke)
+        order.append(op)
+        states.append(after)
+        latest_call = max(latest_call, op.invoke)
     return True
+
+
+def _fill_a_gap(order: List[Operation], states: List[Any], op: Operation, spare: List[Operation],
+                model: Model) -> Optional[Tuple[Any, Operation]]:
+    """Insert one of ``spare`` where a log index is missing in ``order`` so that ``op`` fits after it:
+    the state after ``op`` and the call inserted (``order``, ``states``, ``spare`` updated), or None."""
+    ends = [o.complete if o.outcome == OK else math.inf for o in order + [op]]
+    for j in range(len(order) - 1, -1, -1):  # ends[j]: the earliest return from position j on
+        ends[j] = min(ends[j], ends[j + 1])
+    sequence = order + [op]
+    covered = [0]  # covered[j]: the log indexes 1..covered[j] hold something before position j
+    for o in order:
+        local = o.kind.startswith(LOCAL_PREFIX)
+        covered.append(covered[-1] + 1 if o.index is None else covered[-1] if local else o.index)
+    for j in range(len(order), -1, -1):
+        o = sequence[j]
+        needs = (o.index if o.kind.startswith(LOCAL_PREFIX) else o.index - 1) if o.index is not None else 0
+        if needs <= covered[j]:
+            continue  # no index is missing before it: nothing unseen can have taken effect there
+        for extra in spare:
+            if extra.invoke > ends[j]:
+                continue  # it would come after an operation that returned before it was called
+            replayed = [states[j]]
+            fits = True
+            for o in [extra] + order[j:] + [op]:
+                fits, state = model.step(replayed[-1], o)
+                if not fits:
+                    break
+                replayed.append(state)
+            if fits:
+                spare.remove(extra)
+                order.insert(j, extra)
+                states[j:] = replayed[:-1]
+                return replayed[-1], extra
+    return None
 
 
 def _validate(op: Operation, registers: bool) -> None:
@@ -253,7 +288,7 @@ def _check_key(key: str, all_ops: List[Operation], initial: Any, max_states: int
             if (bits, op.value) not in cache:
                 cache.add((bits, op.value))
                 if len(cache) > max_states:
-                    raise RuntimeError(
+                    raise SearchTooLarge(
                         f"linearizability search too large for key {key!r} "
                         f"({n} ops considered of {len(all_ops)}): more than "
                         f"max_states={max_states} configurations explored"
@@ -336,7 +371,7 @@ def _check_key_model(key: str, all_ops: List[Operation], model: Model, max_state
             if possible and (bits, after) not in cache:
                 cache.add((bits, after))
                 if len(cache) > max_states:
-                    raise RuntimeError(f"linearizability search too large for key {key!r} ({n} ops): "
+                    raise SearchTooLarge(f"linearizability search too large for key {key!r} ({n} ops): "
                                        f"more than max_states={max_states} configurations explored")
                 stack.append((entry, state))
                 state, linearized = after, bits

@@ -181,10 +181,7 @@ class BatteryMachine(RaftMachine):
     def _check_linearizable(self) -> None:
         model = self.new_model()
         if model is not None:
-            result = models.check_battery(self.cluster.history, {self.object_name: model})
-            if not result.ok:
-                self._fail(SafetyViolation([Violation("linearizability", result.explanation)],
-                                           describe(self.cluster)))
+            self._judge_linearizable(lambda: models.check_battery(self.cluster.history, {self.object_name: model}))
         self._check_replicas()
 
     def _check_replicas(self) -> None:

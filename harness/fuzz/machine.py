@@ -25,7 +25,7 @@ from harness.wire.filters import (DelayFilter, DropPacketFilter, DuplicateFilter
 from harness.history import PENDING, UNKNOWN
 from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from harness.kv import KVStore
-from harness.check.linearizability import Model, check_linearizable
+from harness.check.linearizability import LinearizabilityResult, Model, SearchTooLarge, check_linearizable
 from harness.wire.messages import release_message_types
 from harness.fuzz.recording import Recorder
 from harness.fuzz import guidance, stats
@@ -275,7 +275,17 @@ class RaftMachine(RuleBasedStateMachine):
                 f"{self.liveness_timeout} virtual seconds ({e})\n{describe(c)}"))
 
     def _check_linearizable(self) -> None:
-        result = check_linearizable(self.cluster.history, model=self.model)
+        self._judge_linearizable(lambda: check_linearizable(self.cluster.history, model=self.model))
+
+    def _judge_linearizable(self, check: Callable[[], LinearizabilityResult]) -> None:
+        """Fail on a history the checker finds not linearizable, and on one it cannot decide: that is
+        no verdict on pysyncobj, but it must be seen (and recorded, replayed, triaged) like one."""
+        try:
+            result = check()
+        except SearchTooLarge as e:
+            self._fail(SafetyViolation([Violation("linearizability_undecided", (
+                f"{e}; neither the log's order nor the search within its bound found a linearization, "
+                f"and the search did not finish"))], describe(self.cluster)))
         if not result.ok:
             self._fail(SafetyViolation([Violation("linearizability", result.explanation)],
                                        describe(self.cluster)))
