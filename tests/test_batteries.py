@@ -358,13 +358,13 @@ def test_an_exception_raised_in_a_battery_method_is_recognised_as_finding_17():
     raised = _node_error("pysyncobj/batteries.py")
     failure = SafetyViolation([Violation("no_node_errors", str(raised), nodes=("n2",))])
     found = recognise_finding(failure, "ReplSet", [raised], [])
-    assert isinstance(found, BatteryFinding) and found.bug == 17 and found.violations == failure.violations
+    assert isinstance(found, BatteryFinding) and found.symptom_of == 17 and found.violations == failure.violations
     assert str(found).startswith("known pysyncobj bug 17: a battery call that raises")
     stalled = LivenessViolation("liveness: healed cluster did not commit a write")
-    assert recognise_finding(stalled, "ReplList", [raised, raised], []).bug == 17
+    assert recognise_finding(stalled, "ReplList", [raised, raised], []).symptom_of == 17
     past_the_end = _node_error("pysyncobj/batteries.py", function="set")  # ReplList.set(9, v) on a short list
     assert recognise_finding(SafetyViolation([Violation("no_node_errors", str(past_the_end))]), "ReplList",
-                             [past_the_end], []).bug == 17
+                             [past_the_end], []).symptom_of == 17
 
 
 def test_anything_else_an_unguarded_machine_finds_stays_a_failure():
@@ -388,7 +388,7 @@ def test_replicas_of_a_popped_replset_disagreeing_is_recognised_as_finding_18():
     differ = SafetyViolation([Violation("replica_agreement", "ReplSet replicas that applied entries 1..9 differ",
                                         nodes=("n1", "n2", "n3"))])
     popped = [_set_op("add"), _set_op("pop")]
-    assert recognise_finding(differ, "ReplSet", [], popped, loaded_snapshot=["n2"]).bug == 18
+    assert recognise_finding(differ, "ReplSet", [], popped, loaded_snapshot=["n2"]).symptom_of == 18
     assert recognise_finding(differ, "ReplSet", [], popped, loaded_snapshot=[]) is differ  # no snapshot loaded
     assert recognise_finding(differ, "ReplSet", [], popped, loaded_snapshot=["n4"]) is differ  # not one of them
     assert recognise_finding(differ, "ReplSet", [], [_set_op("add"), _set_op("pop", FAILED)], ["n2"]) is differ
@@ -401,7 +401,13 @@ def test_the_unguarded_list_machine_runs_into_finding_17_and_says_so():
     with pytest.raises(BatteryFinding) as found:
         run_state_machine_as_test(battery_machine("ReplList"), settings=settings(
             _QUICK, max_examples=30, stateful_step_count=30, report_multiple_bugs=False))
-    assert found.value.bug == 17
+    assert found.value.symptom_of == 17
+    from harness.fuzz import machine
+    from harness.ledger.triage import triage
+
+    failure = machine.last_failure
+    verdict = triage(failure.machine, failure.steps, failure.patches, failure.invariants)
+    assert verdict.label == "symptom of finding 17" and not verdict.is_known  # no fix confirms it: not "known"
 
 
 # --- bad input ----------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ class BatteryFinding(AssertionError):
     """
 
     def __init__(self, bug: int, failure: AssertionError) -> None:
-        self.bug = bug
+        self.symptom_of = bug  # what triage reads (harness.ledger.triage)
         self.violations = getattr(failure, "violations", ())
         super().__init__(f"known pysyncobj bug {bug}: {LEDGER[bug].title}\n{failure}")
 

@@ -3,7 +3,9 @@
 The simulation is deterministic, so replaying the same steps with the fix for bug N installed answers
 exactly one question: does the violation go away?  If it does, the failure is ``known: finding N``;
 if it needs two fixes together, ``known: findings N+M``; if no fix (or pair) removes it, ``NEW``.
-A label is only ever given when a fix removed the violation, so a harness bug cannot be called known,
+A failure that a machine recognised by its symptom as a ledger bug without a fix (``symptom_of``) is
+``symptom of finding N``, which is not "known": nothing confirmed it.
+A known label is only ever given when a fix removed the violation, so a harness bug cannot be called known,
 and a run with an injected bug installed (``harness.adapter.injected_bugs``) is labelled by that bug,
 never as a pysyncobj one.
 """
@@ -21,6 +23,9 @@ from harness.ledger.bugs import LEDGER, applicable
 
 NEW = "NEW"
 NOT_REPRODUCED = "not reproduced"
+#: The label's start for a failure recognised by its symptom as a ledger bug without a fix: not "known",
+#: since no fix confirmed it (see harness.fuzz.batteries.BatteryFinding).
+SYMPTOM = "symptom of finding "
 
 Steps = Sequence[Dict[str, Any]]
 
@@ -29,7 +34,8 @@ Steps = Sequence[Dict[str, Any]]
 class Verdict:
     """The label of one failure, and how it was reached."""
 
-    label: str  # "known: finding 12", "known: findings 3+12", "NEW", "injected: <bug>", "not reproduced"
+    label: str  # "known: finding 12", "known: findings 3+12", "NEW", "injected: <bug>", "symptom of finding 17",
+    # "not reproduced"
     known: Tuple[int, ...] = ()  # ledger ids whose fixes (together) remove the violation
     invariants: Tuple[str, ...] = ()  # what the counterexample breaks, as replayed
     replays: int = 0
@@ -67,6 +73,7 @@ class Replayer:
         self.machine = machine
         self.patches = tuple(patches)
         self.replays = 0
+        self.last_error: Optional[BaseException] = None
 
     def breaks(self, steps: Steps, extra: Sequence[str] = ()) -> Tuple[str, ...]:
         """The invariants the steps break with ``extra`` patches on top of the recorded ones."""
@@ -74,7 +81,14 @@ class Replayer:
         patches = (*self.patches, *extra)
         with inject(*patches) if patches else contextlib.nullcontext():
             run = self.machine.replay(steps, detailed=False)
+        self.last_error = run.error
         return _violations(run.error)
+
+    @property
+    def symptom(self) -> Optional[int]:
+        """The ledger id the last replay's failure was recognised as by its symptom (``symptom_of``, e.g.
+        a battery machine's ``BatteryFinding``), for bugs that have no fix to replay with."""
+        return getattr(self.last_error, "symptom_of", None)
 
 
 def reach(machine: type) -> str:
@@ -83,6 +97,10 @@ def reach(machine: type) -> str:
     connections, so it meets the bugs that need reordering too."""
     options = getattr(machine, "cluster_options", None) or {}
     return "unreliable" if options.get("old_connections_readable") else machine.network
+
+
+def symptom_label(bug: Optional[int]) -> str:
+    return f"{SYMPTOM}{bug}"
 
 
 def label_for(known: Sequence[int]) -> str:
@@ -111,6 +129,9 @@ def triage(machine: type, steps: Steps, patches: Sequence[str] = (), invariants:
     if injected:
         return verdict("injected: " + "+".join(injected),
                        note="an injected bug was installed: never labelled as a pysyncobj bug")
+    if replayer.symptom is not None:
+        return verdict(symptom_label(replayer.symptom),
+                       note="recognised by its symptom; that bug has no fix to confirm it by replay")
     candidates = [b for b in applicable(reach(machine)) if b.fix not in patches]
 
     def removed(bugs) -> bool:
@@ -152,6 +173,8 @@ def still_fails_like(machine: type, patches: Sequence[str], invariants: Sequence
     def predicate(candidate: Steps) -> bool:
         if not set(replayer.breaks(candidate)) & wanted:
             return False
+        if verdict.label.startswith(SYMPTOM):
+            return verdict.label == symptom_label(replayer.symptom)
         if fixes:
             return not set(replayer.breaks(candidate, fixes)) & wanted
         if verdict.label == NEW:
