@@ -452,3 +452,16 @@ def test_plain_progress_lines_when_not_a_terminal():
     live.update(2.0, st, [])
     live.done()
     assert tty.getvalue().count("\r") == 2 and tty.getvalue().endswith("\n")
+
+
+def test_the_distinct_bug_table_has_one_row_per_named_bug_and_per_new_signature():
+    from harness.cli.bugs import Hit, bug_table
+
+    hits = [Hit("r/a", "known: finding 8", ("state_machine_safety",), 6, 8.1, True),
+            Hit("r/b", "known: finding 8", ("durability",), 9, 20.0, True),
+            Hit("r/c", "symptom of finding 17", ("no_node_errors",), 3, 300.0, True),
+            Hit("r/d", "symptom of finding 17", ("LivenessViolation",), 5, 310.0, False),
+            Hit("r/e", "NEW", ("no_node_errors",), 4, 30.0, True),
+            Hit("r/f", "NEW", ("linearizability",), 7, 40.0, True)]
+    rows = [line.split("  ")[0] for line in bug_table(hits).splitlines()[4:-1]]
+    assert rows == ["known: finding 8", "NEW (linearizability)", "NEW (no_node_errors)", "symptom of finding 17"]

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 from harness.cli.common import format_duration
 from harness.fuzz.replay import default_machine, load_machine, replay_support
+from harness.ledger.triage import SYMPTOM
 from harness.ledger.verdicts import from_report
 from harness.report import counterexample
 
@@ -30,8 +31,9 @@ class Hit:
 
     @property
     def key(self) -> Tuple[str, ...]:
-        """Known bugs are one row per label; NEW ones one row per set of broken invariants."""
-        return (self.label,) if self.label.startswith(("known", "injected")) else (self.label,) + self.invariants
+        """Known (or recognised) bugs are one row per label; NEW ones one row per set of broken invariants."""
+        named = self.label.startswith(("known", "injected", SYMPTOM))
+        return (self.label,) if named else (self.label,) + self.invariants
 
 
 def name_reports(directories: Sequence[str], first_seen: Dict[str, float], out: TextIO,
