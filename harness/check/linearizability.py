@@ -158,17 +158,17 @@ def _fill_a_gap(order: List[Operation], states: List[Any], op: Operation, spare:
                 model: Model) -> Optional[Tuple[Any, Operation]]:
     """Insert one of ``spare`` where a log index is missing in ``order`` so that ``op`` fits after it:
     the state after ``op`` and the call inserted (``order``, ``states``, ``spare`` updated), or None."""
-    ends = [o.complete if o.outcome == OK else math.inf for o in order + [op]]
+    sequence = order + [op]
+    ends = [o.complete if o.outcome == OK else math.inf for o in sequence]
     for j in range(len(order) - 1, -1, -1):  # ends[j]: the earliest return from position j on
         ends[j] = min(ends[j], ends[j + 1])
-    sequence = order + [op]
     covered = [0]  # covered[j]: the log indexes 1..covered[j] hold something before position j
     for o in order:
         local = o.kind.startswith(LOCAL_PREFIX)
         covered.append(covered[-1] + 1 if o.index is None else covered[-1] if local else o.index)
     for j in range(len(order), -1, -1):
-        o = sequence[j]
-        needs = (o.index if o.kind.startswith(LOCAL_PREFIX) else o.index - 1) if o.index is not None else 0
+        at = sequence[j]
+        needs = (at.index if at.kind.startswith(LOCAL_PREFIX) else at.index - 1) if at.index is not None else 0
         if needs <= covered[j]:
             continue  # no index is missing before it: nothing unseen can have taken effect there
         for extra in spare:
@@ -176,7 +176,7 @@ def _fill_a_gap(order: List[Operation], states: List[Any], op: Operation, spare:
                 continue  # it would come after an operation that returned before it was called
             replayed = [states[j]]
             fits = True
-            for o in [extra] + order[j:] + [op]:
+            for o in [extra] + sequence[j:]:
                 fits, state = model.step(replayed[-1], o)
                 if not fits:
                     break

@@ -174,7 +174,8 @@ class BatteryMachine(RaftMachine):
     def _fail(self, exc: AssertionError) -> None:
         if self.has_raising_calls and not self.guarded and self.cluster is not None:
             c = self.cluster
-            loaded = [n for n in c.node_ids if c.state(n).incarnation > 1 or c.state(n).snapshots_installed]
+            states = [c.state(n) for n in c.node_ids]
+            loaded = [s.id for s in states if s.incarnation > 1 or s.snapshots_installed]
             exc = recognise_finding(exc, self.battery, c.node_errors, c.history, loaded)
         super()._fail(exc)
 
