@@ -35,16 +35,14 @@ def alloc_port(host: str = "127.0.0.1") -> int:
     file per port, shared by all processes on the machine, rules that out.
     """
     _PORT_LOCKS.mkdir(exist_ok=True)
+    if not _swept:
+        _sweep_expired_port_claims()
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
         lock = _PORT_LOCKS / str(port)
-        try:
-            if time.time() - lock.stat().st_mtime > _PORT_LOCK_TTL:
-                lock.unlink()
-        except FileNotFoundError:
-            pass
+        _drop_if_expired(lock, time.time())
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except OSError as e:
@@ -55,6 +53,27 @@ def alloc_port(host: str = "127.0.0.1") -> int:
         os.close(fd)
         return port
     raise RuntimeError("alloc_port: no free port found after 200 attempts")
+
+
+_swept = False
+
+
+def _sweep_expired_port_claims() -> None:
+    """Delete the claims older than their time to live, once per process.  A claim is otherwise only
+    dropped when the kernel offers the same port again, so claim files pile up run after run."""
+    global _swept
+    _swept = True
+    now = time.time()
+    for lock in _PORT_LOCKS.iterdir():
+        _drop_if_expired(lock, now)
+
+
+def _drop_if_expired(lock: Path, now: float) -> None:
+    try:
+        if now - lock.stat().st_mtime > _PORT_LOCK_TTL:
+            lock.unlink()
+    except FileNotFoundError:
+        pass  # never claimed, or another process dropped it first
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -26,6 +27,24 @@ def test_alloc_port_distinct_and_bindable():
     for p in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", p))
+
+
+def test_alloc_port_sweeps_expired_claims_once_per_process(tmp_path, monkeypatch):
+    """A claim is otherwise dropped only when the kernel offers its port again: files pile up."""
+    from harness import util
+
+    monkeypatch.setattr(util, "_PORT_LOCKS", tmp_path)
+    monkeypatch.setattr(util, "_swept", False)
+    expired, fresh = tmp_path / "1", tmp_path / "2"
+    for claim in (expired, fresh):
+        claim.write_text("123")
+    old = time.time() - util._PORT_LOCK_TTL - 60
+    os.utime(expired, (old, old))
+    port = alloc_port()
+    assert not expired.exists() and fresh.exists() and (tmp_path / str(port)).exists()
+    os.utime(fresh, (old, old))
+    alloc_port()
+    assert fresh.exists()  # swept once per process, not on every call
 
 
 _ALLOC = "import json; from harness.util import alloc_port; print(json.dumps([alloc_port() for _ in range(50)]))"
