@@ -68,7 +68,7 @@ from harness.adapter.injected_bugs import INJECTED_BUGS
 from harness.environment import INJECT_ENV, TARGETS_ENV
 from harness.fuzz.guidance import parse_targets
 from harness.fuzz.workers import report_dir_name
-from harness.ledger.bugs import LEDGER, RELEASES, Bug
+from harness.ledger.bugs import LEDGER, RELEASES, Bug, known_fixes
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = "bench/properties/test_injected_campaign.py"
@@ -107,7 +107,7 @@ def probe_here() -> Dict[str, Any]:
 
     return {"version": pysyncobj.version.VERSION,
             "bugs": {name: m.applies() for name, m in INJECTED_BUGS.items()},
-            "fixes": {name: m.applies() for name, m in KNOWN_FIXES.items()}}
+            "fixes": {name: KNOWN_FIXES[name].applies() for name in known_fixes()}}  # what --known-fixes installs
 
 
 def probe_release(release_dir: Path, release: str) -> Dict[str, Any]:
@@ -133,17 +133,17 @@ def rows_for(release: str, probe: Dict[str, Any], bugs: Sequence[str], control: 
              for bug in bugs]
     if also_ledger:
         version = tuple(int(p) for p in release.split("."))
-        rows += [_ledger_row(b, release) for b in sorted(LEDGER.values(), key=lambda b: b.id)
+        rows += [_ledger_row(b, release, probe["fixes"]) for b in sorted(LEDGER.values(), key=lambda b: b.id)
                  if b.affects(version) and b.reachable_on("fifo") and not b.storage]
     return rows
 
 
-def _ledger_row(b: Bug, release: str) -> Row:
+def _ledger_row(b: Bug, release: str, fixes: Sequence[str]) -> Row:
+    """Every fix of the release but ``b``'s own: a find there is ``b`` when triage names it."""
     name = f"finding {b.id}"
     if b.fix is None:
         return Row(name, release, ledger_id=b.id, na=f"no in-process fix: triage cannot name it; see {CONTROL}")
-    return Row(name, release, inject=tuple(f for f in KNOWN_FIXES if f != b.fix), known_fixes=False,
-               ledger_id=b.id)
+    return Row(name, release, inject=tuple(f for f in fixes if f != b.fix), known_fixes=False, ledger_id=b.id)
 
 
 def seeds_for(seed: int, row: Row, n: int) -> List[int]:

@@ -58,8 +58,8 @@ class Stream:
     def compact(self, node, first_index, drop):
         return self._add(LogCompacted, node, first_index, drop)
 
-    def commit(self, node, old, new, term, last_index, entries):
-        return self._add(CommitChanged, node, old, new, term, last_index, tuple(entries))
+    def commit(self, node, old, new, term, last_index, entries, leader=False):
+        return self._add(CommitChanged, node, old, new, term, last_index, tuple(entries), leader)
 
     def applied(self, node, old, new, term, entries):
         return self._add(Applied, node, old, new, term, tuple(entries))
@@ -265,6 +265,38 @@ def test_an_entry_inside_the_leaders_snapshot_passes():
     assert judge(s.events) == []
 
 
+# --- leader_commit_rule ------------------------------------------------------------------------------
+def _leader_of_term_3_with_entries_of_term_2() -> Stream:
+    """n1 holds 2@2 and 3@2 (uncommitted) and is leader of term 3; its no-op is 4@3."""
+    s = three_nodes()
+    s.write("n1", E(2, 2), 0).write("n1", E(3, 2), 2).elected("n1", 3).write("n1", E(4, 3, b"\x01"), 2)
+    return s
+
+
+def test_a_leader_committing_an_entry_of_an_earlier_term_by_counting_is_caught():
+    s = _leader_of_term_3_with_entries_of_term_2().commit("n1", 1, 3, 3, 4, [E(2, 2), E(3, 2)], leader=True)
+    [v] = judge(s.events)
+    assert (v.invariant, v.node, v.indexes, v.terms) == ("leader_commit_rule", "n1", (3,), (3, 2))
+    assert "onto 3@2 of an earlier term" in v.message and v.at == s.events[-1].time
+
+
+def test_a_leader_committing_older_entries_with_one_of_its_own_passes():
+    s = _leader_of_term_3_with_entries_of_term_2()
+    s.commit("n1", 1, 4, 3, 4, [E(2, 2), E(3, 2), E(4, 3, b"\x01")], leader=True)
+    assert judge(s.events) == []
+
+
+def test_a_follower_following_its_leaders_commit_onto_an_older_entry_passes():
+    s = three_nodes().write("n2", E(2, 2), 0).write("n2", E(3, 2), 2)
+    assert judge(s.commit("n2", 1, 3, 3, 3, [E(2, 2), E(3, 2)]).events) == []
+
+
+def test_the_first_commit_index_of_an_incarnation_is_not_judged():
+    """Loaded from its files on the first tick, it was counted by some earlier leader."""
+    s = three_nodes().write("n1", E(2, 2), 0).elected("n1", 3)
+    assert judge(s.commit("n1", None, 2, 3, 2, [E(1, 0, b"\x01"), E(2, 2)], leader=True).events) == []
+
+
 # --- the checker ----------------------------------------------------------------------------------
 def test_a_stream_checker_needs_events_and_a_sampling_one_takes_none():
     with pytest.raises(ValueError, match="needs the step's events"):
@@ -276,7 +308,7 @@ def test_a_stream_checker_needs_events_and_a_sampling_one_takes_none():
 def test_the_stream_checker_keeps_the_invariant_names():
     names_ = {inv.name for inv in SafetyChecker(stream=True).invariants}
     assert names_ == {"election_safety", "vote_safety", "log_matching", "state_machine_safety",
-                      "leader_completeness", "durability", "no_node_errors"}
+                      "leader_completeness", "leader_commit_rule", "durability", "no_node_errors"}
 
 
 def test_handling_names_the_message_or_the_tick_after_it():

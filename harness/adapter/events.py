@@ -187,8 +187,9 @@ class _NodeTap:
         old, self.commit = self.commit, new
         log = self.log
         lo = 1 if old is None else old + 1
-        self._emit(CommitChanged, old, new, self.obj._SyncObj__raftCurrentTerm, log[-1][1] if len(log) else 0,
-                   _between(log, lo, new))
+        obj = self.obj
+        self._emit(CommitChanged, old, new, obj._SyncObj__raftCurrentTerm, log[-1][1] if len(log) else 0,
+                   _between(log, lo, new), obj._SyncObj__raftState == _LEADER)
 
 
 class EventTap:

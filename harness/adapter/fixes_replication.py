@@ -1,7 +1,7 @@
-"""Fixes for the findings in how pysyncobj replicates and commits its log (FINDINGS.md 2, 3, 7, 8, 12).
+"""Fixes for the findings in how pysyncobj replicates and commits its log (FINDINGS.md 2, 3, 7, 8, 12, 21).
 
-All five change how a follower handles ``append_entries`` (entries, snapshot chunks, the leader's
-commit index) or how a leader advances its commit index.  Each is a
+They change how a follower handles ``append_entries`` (entries, snapshot chunks, the leader's
+commit index), how a leader advances its commit index, or which replies it counts.  Each is a
 :class:`~harness.adapter.patching.Mutation` with a probe that is True only with the fix in;
 :mod:`harness.adapter.fixes` collects them into ``KNOWN_FIXES``.  They touch disjoint lines of
 ``__onMessageReceived``, so any of them can be installed on top of the others.  The snippets are
@@ -88,6 +88,22 @@ def _probe_stale_snapshot_keeps_log(p: Probe) -> bool:
                     and own_dump_kept)
         finally:
             node.close()
+
+
+def _probe_replies_of_current_term_only(p: Probe) -> bool:
+    p.append(2, 1)
+    p.append(3, 1)
+    p.make(LEADER, 2)
+    deliver = p.transport._onMessageReceived  # through the transport, as a real reply arrives
+    reply = {"type": "next_node_idx", "next_node_idx": 4, "reset": False, "success": True}
+    deliver(p.node("b"), dict(reply, term=1))  # b's answer to this node's leadership of term 1
+    stale_ignored = p.get("raftMatchIndex")[p.node("b")] == 0
+    deliver(p.node("b"), dict(reply, term=2))
+    current_taken = p.get("raftMatchIndex")[p.node("b")] == 3
+    p.make(FOLLOWER, 2)
+    p.receive("b", append_entries(2, (3, 1), [], 1))
+    answers = p.sent_to("b", "next_node_idx")
+    return stale_ignored and current_taken and bool(answers) and all(m.get("term") == 2 for m in answers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,5 +305,40 @@ FIXES: List[Mutation] = [
              "                    return\n"
              "            if snapshotEnd is not None:\n"),
         probe=_probe_stale_snapshot_keeps_log,
+    ),
+    Mutation(
+        name="replies_of_current_term_only",
+        title="Finding 21: a leader counts only the replies of its own term",
+        description=(
+            "A follower's ``next_node_idx`` reply carried no term, and a leader took every success reply "
+            "it received, so one sent to the same node in an earlier leadership, slow on its connection, "
+            "raised the follower's match index over entries of the new term it does not hold.  With the "
+            "fix a reply carries the term of the append_entries it answers (the follower's current term, "
+            "which that message set) and a node drops a reply of any other term, as Raft's AppendEntries "
+            "results do.  Both ends live on the transport: ``__init__`` wraps its ``send`` and the "
+            "message callback pysyncobj installs next, in closures (one patch changes one method, and "
+            "the replies are sent from many places)."),
+        method="__init__",
+        old="    self.__transport.setOnNodeConnectedCallback(self.__onNodeConnected)\n",
+        new=("    # KNOWN FIX replies_of_current_term_only (finding 21): a reply says which term it answers\n"
+             "    sendMessage = self.__transport.send\n"
+             "    setMessageCallback = self.__transport.setOnMessageReceivedCallback\n"
+             "\n"
+             "    def sendWithTerm(node, message):\n"
+             "        if message.get('type') == 'next_node_idx':\n"
+             "            message = dict(message, term=self.__raftCurrentTerm)\n"
+             "        return sendMessage(node, message)\n"
+             "\n"
+             "    def setMessageCallbackOfCurrentTerm(callback):\n"
+             "        def onMessageReceived(node, message):\n"
+             "            if message.get('type') == 'next_node_idx' and message.get('term') != self.__raftCurrentTerm:\n"
+             "                return\n"
+             "            callback(node, message)\n"
+             "        setMessageCallback(onMessageReceived)\n"
+             "\n"
+             "    self.__transport.send = sendWithTerm\n"
+             "    self.__transport.setOnMessageReceivedCallback = setMessageCallbackOfCurrentTerm\n"
+             "    self.__transport.setOnNodeConnectedCallback(self.__onNodeConnected)\n"),
+        probe=_probe_replies_of_current_term_only,
     ),
 ]

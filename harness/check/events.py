@@ -144,7 +144,8 @@ class CommitChanged(Event):
 
     ``entries``: the entries of ``(old, new]`` (from the log's start when ``old`` is None) as the
     node's own log held them at that instant; an index missing from them is not in the log.
-    ``term`` is the node's current term, ``last_index`` its last log index.
+    ``term`` is the node's current term, ``last_index`` its last log index, ``leader`` whether it was
+    leader at that instant (a follower's commit index follows its leader's; a leader's is its own count).
     """
 
     old: Optional[int]
@@ -152,6 +153,7 @@ class CommitChanged(Event):
     term: int
     last_index: int
     entries: Tuple[Entry, ...]
+    leader: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,9 @@ per step.  These see every event of :mod:`harness.check.events`, in order, so
 * the leader's log is judged at the instant it was elected
   (``leader_completeness``), against the log rebuilt from its own events;
 * every (index, term) written anywhere carries one command and follows one
-  term (``log_matching``).
+  term (``log_matching``);
+* a leader's commit index lands only on an entry of its own term
+  (``leader_commit_rule``, Figure 8's first step).
 
 Each handler costs O(1) per event (O(entries) for a commit or apply event),
 so a run's checking cost follows what happened, not how long it ran.
@@ -295,9 +297,35 @@ class LeaderCompleteness(StreamInvariant):
                                   nodes=(e.node,), terms=(e.term, term), indexes=(index,)))
 
 
+class LeaderCommitRule(StreamInvariant):
+    """A leader moves its commit index only onto an entry of its own term (paper §5.4.2): an older
+    entry on a majority is committed by the leader's own entry above it, never by counting replicas.
+
+    Breaking the rule is not yet a lost entry (Figure 8 needs a crash and another election after it),
+    so this catches a leader that would commit too early at the instant it does, not steps later when a
+    newer leader overwrites the entry.  A follower's commit index follows its leader's and is not judged.
+    """
+
+    name = "leader_commit_rule"
+
+    def handlers(self):
+        return {CommitChanged: self._commit}
+
+    def _commit(self, e: CommitChanged, out: List[Violation]) -> None:
+        if not e.leader or e.old is None or e.new <= e.old:
+            return
+        entry = next((x for x in reversed(e.entries) if x.index == e.new), None)
+        if entry is not None and entry.term != e.term:
+            out.append(_violation(self.name, e, f"leader {e.node} of term {e.term} moved its commit index from "
+                                  f"{e.old} to {e.new}, onto {entry} of an earlier term: it counted replicas "
+                                  f"of an entry its own term does not cover", nodes=(e.node,),
+                                  terms=(e.term, entry.term), indexes=(e.new,)))
+
+
 def stream_invariants(logs: StreamHistory) -> List[StreamInvariant]:
     """The stream checkers, in the order a step reports them."""
-    return [ElectionSafety(), VoteSafety(), LogMatching(logs), StateMachineSafety(logs), LeaderCompleteness(logs)]
+    return [ElectionSafety(), VoteSafety(), LogMatching(logs), StateMachineSafety(logs), LeaderCompleteness(logs),
+            LeaderCommitRule()]
 
 
 def dispatch(sources: Sequence) -> Dict[type, Tuple[Handler, ...]]:

@@ -167,6 +167,11 @@ _BUGS: List[Bug] = [
         "0.3.17", "unreliable",
         (_F + "test_duplicated_forwarded_command.py::test_a_duplicated_forwarded_command_is_applied_once",),
         fix="forwarded_command_applied_once"),
+    Bug(21, "a success reply from an earlier leadership counts a follower for entries it does not hold", "0.3.11",
+        "0.3.17", "fifo",
+        (_F + "test_stale_success_reply.py::test_a_leader_counts_only_replicas_that_hold_the_entry",
+         _F + "test_stale_success_reply.py::test_an_acknowledged_write_survives_a_stale_success_reply"),
+        fix="replies_of_current_term_only"),
 ]
 
 #: Every known bug by id.

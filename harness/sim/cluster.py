@@ -325,6 +325,11 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
             return stop is not None and stop()
 
     @property
+    def records_events(self) -> bool:
+        """Whether this cluster was built with ``record_events=True`` (:meth:`take_events` works)."""
+        return self._tap is not None
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` has run (nodes gone, temp dir deleted)."""
         return self._closed

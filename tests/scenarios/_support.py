@@ -14,7 +14,8 @@ from harness.state import Entry
 
 
 class Watched:
-    """A cluster run in small steps, with a :class:`SafetyChecker` stepping after each one.
+    """A cluster run in small steps, with a :class:`SafetyChecker` stepping after each one (the stream
+    checker when the cluster records events).
 
     ``run_for``/``run_until``/``must_put`` mirror the Cluster methods of the same
     name, but every ``step`` virtual seconds the invariants see the whole
@@ -24,13 +25,15 @@ class Watched:
     def __init__(self, cluster: Cluster, step: float = 0.05) -> None:
         self.c = cluster
         self.step = step
-        self.checker = SafetyChecker()
+        self.stream = cluster.records_events  # then every event is judged, not only each step's end
+        self.checker = SafetyChecker(stream=self.stream)
         self._cursor = 0
         self.check()
 
     def check(self) -> None:
         completed, self._cursor = self.c.history.completed_since(self._cursor)
-        self.checker.step(self.c.observe(), completed, self.c.node_errors)
+        events = self.c.take_events() if self.stream else None
+        self.checker.step(self.c.observe(), completed, self.c.node_errors, events)
 
     def run_for(self, seconds: float) -> None:
         end = self.c.now + seconds

@@ -5,9 +5,12 @@ is read off the nodes' observed states while messages are held or cut.
 """
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
-from harness import Cluster, HoldFilter
+from harness import Cluster, HoldFilter, SafetyViolation
+from harness.adapter.patching import inject
 from harness.adapter.observe import VERSION_INFO
 from harness.history import FAILED, OK, PENDING
 from harness.state import CANDIDATE, FOLLOWER, LEADER
@@ -120,49 +123,84 @@ def test_deposed_leaders_uncommitted_suffix_is_overwritten():
         assert c.must_get("s") is None and c.must_get("m") == 6
 
 
+def _stale_acks_of_an_old_term_entry(c: Cluster, w: Watched) -> dict:
+    """Figure 8's first step: entry X of term t sits on the leader and one follower (a majority of 3)
+    but was never known committed; the leader is re-elected in term t+1, appends its no-op, and only
+    then do the follower's acknowledgements of X (held until now) arrive.  Returns what the caller
+    checks next: the leader, X's index, the later acks still held, the write of X, both terms."""
+    leader = w.wait_leader()
+    w.must_put("k", 0)
+    follower, absent = others(c, leader)
+    x = c.state(leader).last_index + 1
+    c.isolate_node(absent)  # X reaches only the follower
+    acks_of_x = HoldFilter(["next_node_idx"], predicate=lambda e: e.src == follower
+                           and e.message["next_node_idx"] == x + 1)
+    later_acks = HoldFilter(["next_node_idx"], predicate=lambda e: e.src == follower
+                            and e.message["next_node_idx"] > x + 1)
+    c.add_recv_filter(leader, acks_of_x)
+    c.add_recv_filter(leader, later_acks)
+    op = c.put("k", "X", via=leader)
+    assert w.run_until(lambda: len(log(c, follower, x, x)) == 1, 2)
+    term = c.state(leader).term
+    assert log(c, follower, x, x)[0].term == term and c.state(leader).commit_index < x
+    # Hearing no acknowledgement, the leader falls back after leaderFallbackTimeout and is
+    # re-elected by the follower (whose log is as long as its own) in the next term.
+    assert w.run_until(lambda: c.state(leader).role == LEADER and c.state(leader).term > term, 10)
+    new_term = c.state(leader).term
+    noop = log(c, leader, x + 1, x + 1)[0]
+    assert noop.term == new_term and noop.command[:1] == b"\x01"
+    assert acks_of_x.release() > 0  # the stale acks of X arrive: match index of the follower is X
+    w.run_for(0.3)
+    return dict(leader=leader, follower=follower, x=x, later_acks=later_acks, op=op, term=term, new_term=new_term)
+
+
+#: A held message does not stall its link on the unreliable network; the leader falls back quickly.
+_FIGURE_8 = dict(TIMEOUTS, leaderFallbackTimeout=1.5)
+
+
 @pytest.mark.xfail(VERSION_INFO < (0, 3, 12), strict=True,
                    reason="pysyncobj 0.3.11 advances a leader's commit index over entries of earlier terms "
                           "by counting replicas (no current-term check before 0.3.12): Figure 8 is possible")
 def test_new_leader_commits_an_old_term_entry_only_with_an_entry_of_its_own_term():
-    """Commitment rule (paper §5.4.2, Figure 8): entry X of term t sits on the leader and one follower
-    (a majority of 3) but was never known committed. The leader is re-elected in term t+1; a stale
-    acknowledgement of X from term t then tells it that a majority holds X, and still it must not
-    commit X. Only when its own no-op (term t+1) is acknowledged does the commit index move, past X
-    and the no-op at once. Unreliable network: a held message does not stall its link."""
-    conf = dict(TIMEOUTS, leaderFallbackTimeout=1.5)
-    with Cluster(3, seed=3, network="unreliable", **conf) as c:
+    """Commitment rule (paper §5.4.2, Figure 8): a stale acknowledgement of X from term t tells the
+    leader of term t+1 that a majority holds X, and still it must not commit X.  Only when its own
+    no-op (term t+1) is acknowledged does the commit index move, past X and the no-op at once."""
+    with Cluster(3, seed=3, network="unreliable", **_FIGURE_8) as c:
         w = Watched(c)
-        leader = w.wait_leader()
-        w.must_put("k", 0)
-        follower, absent = others(c, leader)
-        x = c.state(leader).last_index + 1
-        c.isolate_node(absent)  # X reaches only the follower
-        acks_of_x = HoldFilter(["next_node_idx"], predicate=lambda e: e.src == follower
-                               and e.message["next_node_idx"] == x + 1)
-        later_acks = HoldFilter(["next_node_idx"], predicate=lambda e: e.src == follower
-                                and e.message["next_node_idx"] > x + 1)
-        c.add_recv_filter(leader, acks_of_x)
-        c.add_recv_filter(leader, later_acks)
-        op = c.put("k", "X", via=leader)
-        assert w.run_until(lambda: len(log(c, follower, x, x)) == 1, 2)
-        term = c.state(leader).term
-        assert log(c, follower, x, x)[0].term == term and c.state(leader).commit_index < x
-        # Hearing no acknowledgement, the leader falls back after leaderFallbackTimeout and is
-        # re-elected by the follower (whose log is as long as its own) in the next term.
-        assert w.run_until(lambda: c.state(leader).role == LEADER and c.state(leader).term > term, 10)
-        new_term = c.state(leader).term
-        noop = log(c, leader, x + 1, x + 1)[0]
-        assert noop.term == new_term and noop.command[:1] == b"\x01"
-        assert acks_of_x.release() > 0  # the stale acks of X arrive: match index of the follower is X
-        w.run_for(0.3)
+        r = _stale_acks_of_an_old_term_entry(c, w)
+        leader, x, op = r["leader"], r["x"], r["op"]
         s = c.state(leader)
-        assert s.role == LEADER and s.term == new_term
-        assert s.match_index[follower] == x
+        assert s.role == LEADER and s.term == r["new_term"]
+        assert s.match_index[r["follower"]] == x
         assert s.commit_index < x  # a majority holds X, but X is of an older term
         assert op.outcome == PENDING
-        later_acks.release()
+        r["later_acks"].release()
         assert w.run_until(lambda: c.state(leader).commit_index >= x + 1, 2)
-        assert log(c, leader, x, x)[0].term == term  # X itself was kept, committed with the no-op
+        assert log(c, leader, x, x)[0].term == r["term"]  # X itself was kept, committed with the no-op
         assert w.run_until(lambda: op.outcome != PENDING, 2) and op.outcome == OK
         c.clear_all_filters()
         assert w.run_until(lambda: converged(c), 10)
+
+
+def test_the_stream_checker_catches_a_leader_committing_an_old_term_entry_when_it_does():
+    """The same run with the commit rule broken (the injected bug ``commit_old_term``; 0.3.11 has it
+    unmodified): ``leader_commit_rule`` fails at the tick that commits X, before any entry is lost."""
+    bugs = contextlib.nullcontext() if VERSION_INFO < (0, 3, 12) else inject("commit_old_term")
+    with bugs, Cluster(3, seed=3, network="unreliable", record_events=True, **_FIGURE_8) as c:
+        w = Watched(c)
+        with pytest.raises(SafetyViolation) as caught:
+            _stale_acks_of_an_old_term_entry(c, w)
+        [v] = caught.value.violations
+        assert (v.invariant, v.terms[1]) == ("leader_commit_rule", c.state(v.node).term - 1), v
+        assert v.handling.startswith("tick"), v
+
+
+def test_the_same_stale_acks_break_no_commit_rule_on_a_correct_leader():
+    if VERSION_INFO < (0, 3, 12):
+        pytest.skip("pysyncobj 0.3.11 has no current-term check: finding 7")
+    with Cluster(3, seed=3, network="unreliable", record_events=True, **_FIGURE_8) as c:
+        w = Watched(c)
+        r = _stale_acks_of_an_old_term_entry(c, w)
+        assert c.state(r["leader"]).commit_index < r["x"]
+        r["later_acks"].release()
+        assert w.run_until(lambda: c.state(r["leader"]).commit_index >= r["x"] + 1, 2)
