@@ -359,19 +359,19 @@ def test_state_machine_safety_rejects_a_commit_index_that_fell_and_rose_again_be
 
 
 def test_the_journal_reports_the_first_commit_drop_once():
-    from harness.adapter.observe import WatchedJournal
+    from harness.adapter.observe import watch
 
     class Journal(list):
         def setRaftCommitIndex(self, index):
             self.commit = index
 
-    journal = WatchedJournal(Journal())
+    journal = watch(Journal())
     for index in (2, 5, 5, 7):
         journal.setRaftCommitIndex(index)
     assert journal.take_changes()[1] is None  # only rises (and a repeat)
     for index in (6, 4, 9, 8):
         journal.setRaftCommitIndex(index)
-    assert journal.take_changes()[1] == (7, 6) and journal._inner.commit == 8
+    assert journal.take_changes()[1] == (7, 6) and journal.commit == 8
     assert journal.take_changes()[1] is None
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Optional, Tuple
 
-from harness.adapter.observe import VERSION_INFO, WatchedJournal
+from harness.adapter.observe import VERSION_INFO, WatchedJournal, watch
 from harness.check.events import (START, Applied, CommitChanged, Crashed, EntryWritten, Event, Handling,
                                   LeaderElected, LogCompacted, LogReloaded, LogTruncated, SnapshotInstalled,
                                   Started, VoteGranted, digest)
@@ -53,41 +53,41 @@ def _between(log, lo: int, hi: int) -> Tuple[Entry, ...]:
 
 
 class EventJournal(WatchedJournal):
-    """A :class:`WatchedJournal` that also tells its node's recorder about every change, as it returns.
+    """A :class:`WatchedJournal` that also tells its node's recorder (``_node``) about every change, as it
+    returns.
 
     A change that fails half-way (an injected I/O error inside FileJournal)
     leaves the in-memory log however far pysyncobj got; the recorder then
     reports the whole log (:class:`~harness.check.events.LogReloaded`).
     """
 
-    def __init__(self, inner, node: "_NodeTap") -> None:
-        super().__init__(inner)
-        self._node = node
-
     def add(self, command, idx, term):
-        n = len(self._inner)
+        if self.compacting:
+            return super().add(command, idx, term)
+        n = len(self)
         try:
             return super().add(command, idx, term)
         finally:
             self._node.added(n)
 
     def clear(self):
+        if self.compacting:
+            return super().clear()
         try:
             return super().clear()
         finally:
             self._node.cleared()
 
     def deleteEntriesFrom(self, entryFrom):
-        inner = self._inner
-        n = len(inner)
-        first = inner[0][1] if n else 0
+        n = len(self)
+        first = self[0][1] if n else 0
         try:
             return super().deleteEntriesFrom(entryFrom)
         finally:
             self._node.truncated(first, entryFrom, n)
 
     def deleteEntriesTo(self, entryTo):
-        n = len(self._inner)
+        n = len(self)
         try:
             return super().deleteEntriesTo(entryTo)
         finally:
@@ -107,10 +107,8 @@ class _NodeTap:
         self.id = node_id
         self.incarnation = incarnation
         self.obj = obj
-        log = obj._SyncObj__raftLog
-        inner = log._inner if isinstance(log, WatchedJournal) else log
-        self.log = inner
-        obj._SyncObj__raftLog = EventJournal(inner, self)
+        self.log = watch(obj._SyncObj__raftLog, EventJournal)
+        self.log._node = self
         self.state = obj._SyncObj__raftState
         self.leader_term: Optional[int] = None
         self.term = obj._SyncObj__raftCurrentTerm

@@ -5,7 +5,7 @@ clusters, the checker and the reports need of it goes through the functions
 here, checked against releases 0.3.11 to 0.3.17, so that a new release means
 editing one file (the probes of :mod:`harness.adapter.probes`, which set that
 state by hand on a lone node, are the only other reader).  Nothing here changes how a node
-behaves except :func:`watch_journal`, which wraps the journal in a transparent
+behaves except :func:`watch_journal`, which makes the journal a transparent
 recorder of which log indexes changed, and the storage hooks at the end
 (:func:`intercept_journal_writes` and friends), which ``harness.sim.storage`` uses
 to inject disk faults.
@@ -33,15 +33,23 @@ FAIL_REASONS: Dict[int, str] = {
 
 
 class WatchedJournal:
-    """Wraps a pysyncobj journal and remembers, since last asked, the lowest log index written and
-    the first drop of the commit index pysyncobj stored (a rollback undone before the next look).
+    """Mixed into a pysyncobj journal's own class by :func:`watch`: remembers, since last asked, the lowest
+    log index written and the first drop of the commit index pysyncobj stored (a rollback undone before
+    the next look).
 
-    Only the bookkeeping is added; every call reaches the real journal, so
-    what ends up on disk is exactly what pysyncobj wrote.
+    Only the bookkeeping is added; every call reaches the journal's own method, so what ends up on disk
+    is exactly what pysyncobj wrote.  The journal object stays the one pysyncobj made (its class is
+    swapped for a subclass), so the reads pysyncobj makes all the time (``log[i]``, ``len(log)``) cost
+    what they cost without the harness.
     """
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
+    #: Called with no arguments after the journal was msync'ed (``flush``, ``_destroy``); see harness.sim.storage.
+    on_flush = None
+
+    def _start_watching(self) -> None:
+        # True while FileJournal.deleteEntriesTo rewrites the entries it keeps (clear(), then add() of each):
+        # those inner calls change no entry and are not counted.
+        self.compacting = False
         self.changed_from: Optional[int] = 1
         self.resets = 0  # clear() calls: pysyncobj replacing the log by a received snapshot
         # pysyncobj stores every new commit index through the journal: the highest this incarnation
@@ -55,21 +63,27 @@ class WatchedJournal:
             self.changed_from = index
 
     def add(self, command: bytes, idx: int, term: int) -> None:
-        self._mark(idx)
-        return self._inner.add(command, idx, term)
+        if not self.compacting:
+            self._mark(idx)
+        return super().add(command, idx, term)
 
     def clear(self) -> None:
-        self._mark(0)
-        self.resets += 1
-        return self._inner.clear()
-
-    def deleteEntriesFrom(self, entryFrom: int) -> None:
-        if len(self._inner):
-            self._mark(self._inner[0][1] + entryFrom)
-        return self._inner.deleteEntriesFrom(entryFrom)
+        if not self.compacting:
+            self._mark(0)
+            self.resets += 1
+        return super().clear()
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # compaction drops a prefix; no entry changes
-        return self._inner.deleteEntriesTo(entryTo)
+        self.compacting = True
+        try:
+            return super().deleteEntriesTo(entryTo)
+        finally:
+            self.compacting = False
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:
+        if len(self):
+            self._mark(self[0][1] + entryFrom)
+        return super().deleteEntriesFrom(entryFrom)
 
     def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
         if raftCommitIndex < self.commit_high:
@@ -77,31 +91,19 @@ class WatchedJournal:
                 self.commit_fell = (self.commit_high, raftCommitIndex)
         else:
             self.commit_high = raftCommitIndex
-        return self._inner.setRaftCommitIndex(raftCommitIndex)
-
-    #: Called with no arguments after the journal was msync'ed (``flush``, ``_destroy``); see harness.sim.storage.
-    on_flush = None
+        return super().setRaftCommitIndex(raftCommitIndex)
 
     def flush(self) -> None:
-        result = self._inner.flush()
+        result = super().flush()
         if self.on_flush is not None:
             self.on_flush()
         return result
 
     def _destroy(self) -> None:
-        result = self._inner._destroy()
+        result = super()._destroy()
         if self.on_flush is not None:
             self.on_flush()
         return result
-
-    def __getitem__(self, item: Any) -> Any:
-        return self._inner[item]
-
-    def __len__(self) -> int:
-        return len(self._inner)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
     def take_changes(self) -> Tuple[Optional[int], Optional[Tuple[int, int]]]:
         """(lowest index changed, first commit-index drop) since last asked; resets both."""
@@ -110,15 +112,34 @@ class WatchedJournal:
         return changed, fell
 
 
+#: (mixin, pysyncobj journal class) -> their subclass, made once.
+_SUBCLASSES: Dict[Tuple[type, type], type] = {}
+
+
+def watch(journal: Any, mixin: type = WatchedJournal) -> Any:
+    """Make ``journal`` (a pysyncobj journal, watched already or not) an instance of ``mixin`` (a
+    :class:`WatchedJournal` or a subclass of it) over its own pysyncobj class; returns it."""
+    base = getattr(type(journal), "_journal_class", type(journal))
+    cls = _SUBCLASSES.get((mixin, base))
+    if cls is None:
+        cls = _SUBCLASSES[(mixin, base)] = type(f"{mixin.__name__}[{base.__name__}]", (mixin, base),
+                                                {"_journal_class": base})
+    fresh = not isinstance(journal, WatchedJournal)
+    journal.__class__ = cls
+    if fresh:
+        journal._start_watching()
+    return journal
+
+
 def _log(node: SyncObj) -> Any:
     return node._SyncObj__raftLog
 
 
 def watch_journal(node: SyncObj) -> None:
-    """Put a :class:`WatchedJournal` around the node's journal (once per node object)."""
+    """Watch the node's journal (:class:`WatchedJournal`), once per node object."""
     log = _log(node)
     if not isinstance(log, WatchedJournal):
-        node._SyncObj__raftLog = WatchedJournal(log)
+        watch(log)
 
 
 def entries(node: SyncObj, lo: int, hi: Optional[int] = None) -> List[Entry]:
@@ -259,9 +280,7 @@ def close_files(node: SyncObj) -> None:
     writes survive) and loses unsaved metadata; closing the mmap and file here
     does the same and keeps the harness from leaking descriptors.
     """
-    log = _log(node)
-    inner = log._inner if isinstance(log, WatchedJournal) else log
-    journal_file = getattr(inner, "_FileJournal__journalFile", None)
+    journal_file = getattr(_log(node), "_FileJournal__journalFile", None)
     if journal_file is not None:
         journal_file._ResizableFile__mm.close()
         journal_file._ResizableFile__f.close()
@@ -283,10 +302,9 @@ def close_files(node: SyncObj) -> None:
 # --- storage fault hooks (harness.sim.storage) ----------------------------------------------------------
 
 def _file_journal(node: SyncObj) -> Any:
-    """The node's FileJournal (under the WatchedJournal), or None for an in-memory journal."""
+    """The node's FileJournal (watched or not), or None for an in-memory journal."""
     log = _log(node)
-    inner = log._inner if isinstance(log, WatchedJournal) else log
-    return inner if hasattr(inner, "_FileJournal__journalFile") else None
+    return log if hasattr(log, "_FileJournal__journalFile") else None
 
 
 def intercept_journal_writes(node: SyncObj, before_write: Callable[[int, int], None]) -> bool:

@@ -67,11 +67,15 @@ class SimNode(Node):
     the order it sends in (and so the whole run) would differ between runs.
     """
 
-    def __hash__(self) -> int:
-        h = _HASHES.get(self.id)
-        if h is None:
-            h = _HASHES[self.id] = zlib.crc32(self.id.encode())
-        return h
+    def __hash__(self) -> int:  # pysyncobj hashes nodes on every message: the id's crc32, computed once
+        try:
+            return _HASHES[self._id]
+        except KeyError:
+            h = _HASHES[self._id] = zlib.crc32(self._id.encode())
+            return h
+
+    def __eq__(self, other: object) -> bool:  # Node's, without its property lookups
+        return isinstance(other, Node) and self._id == other.id
 
 
 _HASHES: Dict[str, int] = {}
@@ -133,6 +137,19 @@ class _Link:
         self.connected = False
         self.epoch = 0
         self.connect_scheduled = False
+
+
+class _Handling:
+    """``"handling <kind> from <src>"``, the activity of a delivery, formatted only when it is read (an
+    error report): most deliveries never need the string."""
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env: Envelope) -> None:
+        self._env = env
+
+    def __str__(self) -> str:
+        return f"handling {self._env.kind} from {self._env.src}"
 
 
 #: (node id, what it was doing, thunk) -> runs pysyncobj code for that node, capturing exceptions.
@@ -484,19 +501,20 @@ class SimNetwork:
         if not self._alive(env):
             return
         now = self._clock.now()
-        self._trace.update(b"%r|%s|%s|%d|" % (now, env.src.encode(), env.dst.encode(), env.seq))
-        self._trace.update(env.payload)
+        src, dst = env.src, env.dst
+        trace = self._trace.update
+        trace(b"%r|%s|%s|%d|" % (now, src.encode(), dst.encode(), env.seq))
+        trace(env.payload)
         self.delivered += 1
         self.recent.append((now, env))
-        transport = self._endpoints[env.dst].transport
+        receive = self._endpoints[dst].transport._onMessageReceived
         message = pickle.loads(env.payload)
         if self.log is not None:
-            self.log.append({"seq": env.seq, "src": env.src, "dst": env.dst, "kind": env.kind,
+            self.log.append({"seq": env.seq, "src": src, "dst": dst, "kind": env.kind,
                              "sent": env.sent_at, "delivered": now, "term": message.get("term")})
         self.delivering = env
-        self._run_on(env.dst, f"handling {env.kind} from {env.src}",
-                     lambda: transport._onMessageReceived(SimNode(env.src), message))
-        self._on_delivered(env.dst)
+        self._run_on(dst, _Handling(env), functools.partial(receive, SimNode(src), message))
+        self._on_delivered(dst)
         self.delivering = None
 
     def trace_digest(self) -> str:
