@@ -156,11 +156,11 @@ def _counterexample(directory: str) -> Dict[str, Any]:
     try:
         with open(os.path.join(directory, "counterexample.json")) as f:
             doc = json.load(f)
-    except (OSError, ValueError):
-        return {"invariants": [], "steps": None, "complete": False}
+    except (OSError, ValueError):  # a failure outside the machine's steps (a fixture, a patch that broke)
+        return {"invariants": [], "steps": None, "complete": False, "recorded": False}
     minimized = doc.get("minimized") or {}
     return {"invariants": sorted({str(v.get("invariant")) for v in doc.get("violations") or ()}),
-            "steps": minimized.get("minimized"), "complete": bool(minimized.get("complete"))}
+            "steps": minimized.get("minimized"), "complete": bool(minimized.get("complete")), "recorded": True}
 
 
 def _examples_to_failure(stats_dir: str) -> Dict[str, int]:
@@ -218,13 +218,15 @@ def run_campaign(row: Row, seed: int, budget: float, workers: int, targets: Opti
     chosen = wanted or anything  # a control has no expected label: any violation is what it reports
     best = min(chosen, key=lambda h: (h["steps"] is None, h["steps"] or 0)) if chosen else None
     first = min(chosen, key=lambda h: h["first_hit"]) if chosen else None
+    broken = proc.returncode not in (0, 1) or any(not h["recorded"] for h in hits)
     return {"bug": row.bug, "release": row.release, "seed": seed, "rc": proc.returncode, "wall": round(wall, 1),
+            "broken": broken,
             "load": [round(load_before, 2), round(os.getloadavg()[0], 2)], "found": bool(wanted),
             "seconds": first["first_hit"] if first else None,
             "examples_to_find": first["examples"] if first else None,
             "steps": best["steps"] if best else None, "complete": best["complete"] if best else None,
             "hits": hits, "examples": summary.get("examples"), "stop_reason": summary.get("stop_reason"),
-            "output_tail": proc.stdout.splitlines()[-12:] if proc.returncode not in (0, 1) else []}
+            "output_tail": proc.stdout.splitlines()[-12:] if broken else []}
 
 
 # --- the table ----------------------------------------------------------------------------------------
@@ -356,7 +358,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       f"{labels or ''} examples {r['examples_to_find']} steps {r['steps']} "
                       f"(campaign {r['wall']:.0f} s, rc {r['rc']}, "
                       f"load {r['load'][0]:.1f}-{r['load'][1]:.1f})", flush=True)
-                if r["rc"] not in (0, 1):  # the campaign itself broke: every other one would too
+                if r["broken"]:  # the campaign itself broke (no counterexample to show): others would too
                     for other in futures:
                         other.cancel()
                     print("\n".join(["the campaign broke; the end of its output:"] + r["output_tail"]))

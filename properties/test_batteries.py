@@ -23,7 +23,7 @@ SHARE = 0.5
 
 _KNOWN_FINDINGS = pytest.mark.xfail(
     strict=False, raises=BatteryFinding,
-    reason="known pysyncobj bug 17 (a battery call that raises halts every node) or 18 (ReplSet.pop diverges)")
+    reason="symptom of finding 17 (a battery call that raises halts every node) or 18 (ReplSet.pop diverges)")
 _FIRST_FAILURE = settings(settings(), phases=[Phase.explicit, Phase.reuse, Phase.generate],
                           report_multiple_bugs=False)
 

@@ -359,7 +359,7 @@ def test_an_exception_raised_in_a_battery_method_is_recognised_as_finding_17():
     failure = SafetyViolation([Violation("no_node_errors", str(raised), nodes=("n2",))])
     found = recognise_finding(failure, "ReplSet", [raised], [])
     assert isinstance(found, BatteryFinding) and found.symptom_of == 17 and found.violations == failure.violations
-    assert str(found).startswith("known pysyncobj bug 17: a battery call that raises")
+    assert str(found).startswith("symptom of finding 17: a battery call that raises")
     stalled = LivenessViolation("liveness: healed cluster did not commit a write")
     assert recognise_finding(stalled, "ReplList", [raised, raised], []).symptom_of == 17
     past_the_end = _node_error("pysyncobj/batteries.py", function="set")  # ReplList.set(9, v) on a short list

@@ -264,6 +264,20 @@ def test_mutation_changes_behaviour(name):
     m.verify()
 
 
+@pytest.mark.parametrize("name", list(INJECTED_BUGS))
+def test_each_bug_installs_on_top_of_the_known_fixes(name):
+    """``bench/bench_time_to_find.py`` hunts each injected bug with ``--known-fixes``, which installs the
+    release's fixes first: the bug's patch must still find the code it changes (no_truncate's cut is
+    finding 2's fixed one then)."""
+    from harness.ledger.bugs import known_fixes
+
+    m = INJECTED_BUGS[name]
+    if not m.applies():
+        pytest.skip(f"{name} does not apply to pysyncobj {VERSION}")
+    with inject(*known_fixes()):
+        assert m.applies(), f"{name} no longer applies once the fixes {known_fixes()} are in"
+
+
 def test_probes_work_next_to_a_live_cluster():
     """A probe brings its own clock: a simulated cluster alive in the process must not break it."""
     from harness.sim.cluster import Cluster

@@ -216,6 +216,14 @@ _LIST = [
              "            for entry in newEntries:\n"
              "                if entry[1] > self.__getCurrentLogIndex():\n"
              "                    self.__raftLog.add(*entry)\n"),
+        # On top of finding 2's fix (truncate_on_conflict_only), which a --known-fixes campaign installs first.
+        variants=(("                self.__deleteEntriesFrom(prevLogIdx + matched + 1)\n"
+                   "            for entry in newEntries[matched:]:\n"
+                   "                self.__raftLog.add(*entry)\n",
+                   "                pass  # MUTATION no_truncate: the conflicting suffix stays\n"
+                   "            for entry in newEntries[matched:]:\n"
+                   "                if entry[1] > self.__getCurrentLogIndex():\n"
+                   "                    self.__raftLog.add(*entry)\n"),),
         probe=_probe_no_truncate,
     ),
     Mutation(

@@ -74,7 +74,7 @@ class BatteryFinding(AssertionError):
     def __init__(self, bug: int, failure: AssertionError) -> None:
         self.symptom_of = bug  # what triage reads (harness.ledger.triage)
         self.violations = getattr(failure, "violations", ())
-        super().__init__(f"known pysyncobj bug {bug}: {LEDGER[bug].title}\n{failure}")
+        super().__init__(f"symptom of finding {bug}: {LEDGER[bug].title}\n{failure}")
 
 
 def recognise_finding(failure: AssertionError, battery: str, node_errors, history,
