@@ -191,7 +191,8 @@ _LIST = [
             "pysyncobj 0.3.11 shipped without the check (so this mutation does not apply "
             "there).  pysyncobj masks it largely on its own: a new leader appends a no-op and sends it "
             "in the same append_entries as the older entries, so they usually reach a majority "
-            "together.  Expected symptom: state_machine_safety / durability / leader_completeness."),
+            "together.  Expected symptom: leader_commit_rule (the stream checker sees the premature commit), "
+            "later state_machine_safety / durability / leader_completeness."),
         method="_onTick",
         old=("            if commitTerm != self.__raftCurrentTerm:\n"
              "                continue\n"),
