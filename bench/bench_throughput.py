@@ -1,4 +1,4 @@
-"""Throughput of skip_idle_ticks, side by side in one run (issue 12 §4).
+"""Throughput: of skip_idle_ticks, and of this checkout against an older one, side by side in one run.
 
 Skipping is opt-in (``Cluster(skip_idle_ticks=True)``, or ``cluster_options`` on a machine): it
 changes how often the clock is read, so a run's times and trace digest are not those of plain
@@ -8,13 +8,24 @@ ticking.  This measures what it buys, interleaving both sides so they see the sa
 2. the FifoRaft state machine, derandomized, the same examples with and without skipping:
    Hypothesis examples per wall second.
 
-Run: python bench/bench_throughput.py [--repeat R] [--examples N]
+With ``--baseline DIR`` (a checkout of the harness, e.g. ``git worktree add DIR <commit>``) it
+also runs the same derandomized FifoRaft examples with that checkout's harness, in a child
+process each, alternating with this one: steps per wall second on both sides, and the digest of
+every cluster's message trace, which must be equal (the same work, done faster or slower).
+
+Run: python bench/bench_throughput.py [--repeat R] [--examples N] [--baseline DIR]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Tuple
 
 from hypothesis import Phase, settings
@@ -55,12 +66,61 @@ def machine_speed(machine: type, examples: int) -> float:
     return examples / (time.perf_counter() - start)
 
 
+def _traced_steps(examples: int) -> Tuple[float, int, str]:
+    """In a child: (wall seconds, steps, digest of every cluster's trace) of the derandomized FifoRaft examples."""
+    from harness.fuzz.recording import Recorder
+    from harness.sim.cluster import Cluster as SimCluster
+
+    digests, steps = [], [0]
+    close, begin = SimCluster.close, Recorder.begin
+
+    def closing(self):
+        if not self.closed:
+            digests.append(self.trace_digest())
+        close(self)
+
+    def counting(self, *args, **kwargs):
+        steps[0] += 1
+        return begin(self, *args, **kwargs)
+
+    SimCluster.close, Recorder.begin = closing, counting
+    start = time.perf_counter()
+    machine_speed(_Plain, examples)
+    return time.perf_counter() - start, steps[0], hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+def checkout_speed(checkout: Path, examples: int) -> Tuple[float, str]:
+    """(steps per wall second, trace digest) of the FifoRaft examples with ``checkout``'s harness."""
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(examples)], env=env,
+                         cwd=str(checkout), check=True, capture_output=True, text=True).stdout
+    wall, steps, digest = json.loads(out.splitlines()[-1])
+    return steps / wall, digest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--examples", type=int, default=20)
     parser.add_argument("--idle-seconds", type=float, default=120.0)
+    parser.add_argument("--baseline", type=Path, help="a checkout of the harness to compare this one with")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(_traced_steps(args.child)))
+        return
+    if args.baseline is not None:
+        here = Path(__file__).resolve().parents[1]
+        pairs = [(checkout_speed(args.baseline, args.examples), checkout_speed(here, args.examples))
+                 for _ in range(args.repeat)]
+        if len({digest for pair in pairs for _, digest in pair}) != 1:
+            raise SystemExit("bench_throughput: the two checkouts ran different traces; compare something else")
+        before = statistics.median(p[0][0] for p in pairs)
+        after = statistics.median(p[1][0] for p in pairs)
+        print(f"FifoRaft, {args.examples} derandomized examples, same traces: {args.baseline} {before:.0f} "
+              f"steps/s, this checkout {after:.0f} steps/s, after / before {after / before:.2f} "
+              f"(median of {args.repeat})")
+        return
     idle, machine = [], []
     for _ in range(args.repeat):  # interleaved
         idle.append((idle_speed(False, args.idle_seconds), idle_speed(True, args.idle_seconds)))
