@@ -29,6 +29,9 @@ length of the minimised counterexample, ``minimized.minimized``, and whether it 
   ``RAFT_HARNESS_INJECT``), found when triage names it (``known: finding N``).  A ledger bug without an
   in-process fix cannot be named by triage; its campaign would be the control's (every fix on, none for
   it), so its row points there.
+* ``--without-fix F`` leaves fix ``F`` out of every row, the control's included: a fix can close the
+  path by which an injected bug shows (finding 21's, ``replies_of_current_term_only``, drops the stale
+  acknowledgements through which a leader commits an older-term entry early, ``commit_old_term``).
 
 Columns: found (k/N), median and worst seconds to the first violation (a miss counts as worse than any
 time), the median number of examples the finding shard ran up to its first failure (from the campaign's
@@ -41,7 +44,7 @@ are wall-clock seconds of a share of the cores.
 
 Run: python bench/bench_time_to_find.py [--bugs a,b] [--releases 0.3.16,0.3.17] [--campaigns N]
      [--budget S] [--jobs J] [--seed S] [--targets none|all|a,b] [--minimize-seconds S] [--also-ledger]
-     [--no-control] [--json OUT]
+     [--without-fix F] [--no-control] [--json OUT]
 """
 from __future__ import annotations
 
@@ -127,9 +130,14 @@ def probe_release(release_dir: Path, release: str) -> Dict[str, Any]:
 
 
 def rows_for(release: str, probe: Dict[str, Any], bugs: Sequence[str], control: bool,
-             also_ledger: bool) -> List[Row]:
-    rows = [Row(CONTROL, release)] if control else []
-    rows += [Row(bug, release, inject=(bug,), na="" if probe["bugs"][bug] else "patch does not apply")
+             also_ledger: bool, without: Sequence[str] = ()) -> List[Row]:
+    """The rows of one release.  ``without``: fixes left out of every row's --known-fixes set, control
+    included (a fix can mask an injected bug: its control must then run without it too)."""
+    fixes = tuple(f for f in probe["fixes"] if f not in without)
+    base = dict(inject=fixes, known_fixes=False) if without else {}
+    rows = [Row(CONTROL, release, **base)] if control else []
+    rows += [Row(bug, release, inject=base.get("inject", ()) + (bug,), known_fixes=not without,
+                 na="" if probe["bugs"][bug] else "patch does not apply")
              for bug in bugs]
     if also_ledger:
         version = tuple(int(p) for p in release.split("."))
@@ -315,6 +323,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="the campaigns' bound per counterexample for the minimiser (default: the CLI's); the "
                              "CLI also minimises the counterexamples of shards stopped while shrinking")
     parser.add_argument("--also-ledger", action="store_true", help="also rows for the ledger bugs of each release")
+    parser.add_argument("--without-fix", action="append", default=[], metavar="FIX",
+                        help="leave this known fix out of every row, the control's included (repeatable)")
     parser.add_argument("--no-control", action="store_true",
                         help="skip the control rows (the table then cannot say whether a find is attributable)")
     parser.add_argument("--json", help="write every campaign and row to this file")
@@ -327,6 +337,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     releases = [r for r in (a.releases or ",".join(RELEASES)).split(",") if r]
     if unknown or any(r not in RELEASES for r in releases) or a.campaigns < 1 or a.budget <= 0 or a.jobs < 1:
         parser.error(f"unknown bugs {unknown}" if unknown else "bad --releases, --campaigns, --budget or --jobs")
+    if any(f not in KNOWN_FIXES for f in a.without_fix) or (a.without_fix and a.also_ledger):
+        parser.error(f"--without-fix takes names of {', '.join(KNOWN_FIXES)}, and not with --also-ledger")
     if a.targets is not None:
         try:
             parse_targets(a.targets)
@@ -335,7 +347,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     rows: List[Row] = []
     for release in releases:
-        rows += rows_for(release, probe_release(a.release_dir, release), bugs, not a.no_control, a.also_ledger)
+        rows += rows_for(release, probe_release(a.release_dir, release), bugs, not a.no_control, a.also_ledger,
+                         a.without_fix)
     seeds = {row: seeds_for(a.seed, row, a.campaigns) for row in rows if not row.na}
     plan = [(row, seeds[row][i]) for i in range(a.campaigns) for row in seeds]  # interleaved: load hits all rows
     print(f"bench_time_to_find: {len(plan)} campaigns of {a.budget:g} s, {a.workers} workers each, {a.jobs} at a "
