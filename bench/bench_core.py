@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import pickle
 import shutil
 import statistics
 import tempfile
 import time
+from typing import Iterator, List
 
 import pysyncobj.syncobj as syncobj_module
 from pysyncobj import SyncObj, SyncObjConf
@@ -155,10 +157,11 @@ def bare_idle_run(virtual_seconds: float) -> float:
         bare.close()
 
 
-def pysyncobj_ceiling(virtual_seconds: float, skip_idle_ticks: bool) -> float:
-    """Simulated seconds per wall second of the harness' idle run if the harness itself cost nothing: the
-    run's virtual seconds over the wall time spent inside pysyncobj's own code (ticks and message
-    handling, timed around each call, the sends they make included)."""
+@contextlib.contextmanager
+def pysyncobj_time() -> Iterator[List[float]]:
+    """Accumulate, in the yielded one-item list, the wall seconds spent inside pysyncobj's own code:
+    ticks, message handlers and node construction, timed around each call (the sends they make
+    included).  Nodes bind their message handler when built: build them inside the block."""
     inside = [0.0]
 
     def timed(method):
@@ -170,16 +173,26 @@ def pysyncobj_ceiling(virtual_seconds: float, skip_idle_ticks: bool) -> float:
                 inside[0] += time.perf_counter() - t
         return run
 
-    saved = SyncObj.doTick, SyncObj._SyncObj__onMessageReceived
-    SyncObj.doTick, SyncObj._SyncObj__onMessageReceived = timed(saved[0]), timed(saved[1])
-    try:  # nodes bind their message handler when built: build them with the timed one
+    names = ("doTick", "_SyncObj__onMessageReceived", "__init__")
+    saved = {name: vars(SyncObj)[name] for name in names}
+    for name, method in saved.items():
+        setattr(SyncObj, name, timed(method))
+    try:
+        yield inside
+    finally:
+        for name, method in saved.items():
+            setattr(SyncObj, name, method)
+
+
+def pysyncobj_ceiling(virtual_seconds: float, skip_idle_ticks: bool) -> float:
+    """Simulated seconds per wall second of the harness' idle run if the harness itself cost nothing: the
+    run's virtual seconds over the wall time spent inside pysyncobj's own code."""
+    with pysyncobj_time() as inside:
         with Cluster(3, seed=2, skip_idle_ticks=skip_idle_ticks) as c:
             c.wait_leader()
             inside[0] = 0.0
             c.run_for(virtual_seconds)
             return virtual_seconds / inside[0]
-    finally:
-        SyncObj.doTick, SyncObj._SyncObj__onMessageReceived = saved
 
 
 def main() -> None:

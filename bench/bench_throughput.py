@@ -89,6 +89,16 @@ def _traced_steps(examples: int) -> Tuple[float, int, str]:
     return time.perf_counter() - start, steps[0], hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
+def pysyncobj_share(examples: int) -> float:
+    """The fraction of the FifoRaft examples' wall time spent inside pysyncobj's own code (bench_core)."""
+    from bench_core import pysyncobj_time
+
+    with pysyncobj_time() as inside:
+        start = time.perf_counter()
+        machine_speed(_Plain, examples)
+        return inside[0] / (time.perf_counter() - start)
+
+
 def checkout_speed(checkout: Path, examples: int) -> Tuple[float, str]:
     """(steps per wall second, trace digest) of the FifoRaft examples with ``checkout``'s harness."""
     env = dict(os.environ, PYTHONPATH=str(checkout))
@@ -117,9 +127,11 @@ def main() -> None:
             raise SystemExit("bench_throughput: the two checkouts ran different traces; compare something else")
         before = statistics.median(p[0][0] for p in pairs)
         after = statistics.median(p[1][0] for p in pairs)
+        share = statistics.median(pysyncobj_share(args.examples) for _ in range(args.repeat))
         print(f"FifoRaft, {args.examples} derandomized examples, same traces: {args.baseline} {before:.0f} "
               f"steps/s, this checkout {after:.0f} steps/s, after / before {after / before:.2f} "
-              f"(median of {args.repeat})")
+              f"(median of {args.repeat}); pysyncobj's own code (ticks, message handlers, node "
+              f"construction) takes {share:.0%} of this checkout's wall time")
         return
     idle, machine = [], []
     for _ in range(args.repeat):  # interleaved
