@@ -78,7 +78,7 @@ class History:
         return self._completions[cursor:], len(self._completions)
 
     def invoke(self, kind: str, key: str, value: Any, via: str, at: float) -> Operation:
-        op = Operation(len(self._ops), kind, key, value, via, at)  # positional: once per client call
+        op = Operation(id=len(self._ops), kind=kind, key=key, value=value, via=via, invoke=at)
         self._ops.append(op)
         return op
 

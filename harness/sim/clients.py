@@ -8,7 +8,6 @@ background threads run as events on virtual time (``_drive``).  A mixin of
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, List, Optional
 
 from harness.adapter import batteries as _batteries
@@ -16,18 +15,6 @@ from harness.history import FAILED, OK, PENDING, READ, WRITE, Operation
 from harness.sim.consumers import Consumers, local_kind
 
 __all__ = ["ClientApi"]
-
-
-class _Client:
-    """The activity ``"client <method>"`` of a proposal, formatted only when read (an error report)."""
-
-    __slots__ = ("_method",)
-
-    def __init__(self, method: str) -> None:
-        self._method = method
-
-    def __str__(self) -> str:
-        return f"client {self._method}"
 
 
 class ClientApi:
@@ -62,7 +49,7 @@ class ClientApi:
         slot = self._slots[via]
         if consumer is not None:
             self._consumer_set().check_call(consumer, method_name)
-        op = self.history.invoke(kind, key, value, via, self._clock.now())
+        op = self.history.invoke(kind, key, value, via, self.now)
         obj = slot.obj
         if obj is None:
             self._finish(op, FAILED, "NODE_DOWN")
@@ -70,15 +57,13 @@ class ClientApi:
         method = getattr(obj if consumer is None else self.consumers.get(via, consumer), method_name, None)
         if consumer is None and (method is None or not getattr(method, "replicated", False)):
             raise ValueError(f"method must be a @replicated method of {type(obj).__name__}, got {method_name!r}")
-        settle, finish = self._settle, self._finish
 
         def on_result(result: Any, error: int) -> None:
-            settle(op, obj, result, error, finish)
+            self._settle(op, obj, result, error, self._finish)
 
-        call = (functools.partial(method, *args, callback=on_result) if consumer is not None
-                else functools.partial(method, key, *args, callback=on_result))
+        call_args = args if consumer is not None else (key,) + tuple(args)
         with self._active():
-            self._run_on(via, _Client(method_name), call)
+            self._run_on(via, f"client {method_name}", lambda: method(*call_args, callback=on_result))
         return op
 
     def local_call(self, method: str, key: Any, *args: Any, via: Optional[str] = None, consumer: str) -> Operation:

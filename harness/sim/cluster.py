@@ -240,14 +240,13 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
         self._schedule_tick(slot, slot.next_tick)
 
     # --- the event loop --------------------------------------------------------------------
-    def _record_error(self, node_id: str, activity: object, tb: str) -> None:
+    def _record_error(self, node_id: str, activity: str, tb: str) -> None:
         slot = self._slots[node_id]
-        self.node_errors.append(NodeError(node_id, slot.incarnation, str(activity), self._clock.now(), tb))
+        self.node_errors.append(NodeError(node_id, slot.incarnation, activity, self._clock.now(), tb))
 
-    def _run_on(self, node_id: str, activity: object, thunk: Callable[[], None]) -> None:
+    def _run_on(self, node_id: str, activity: str, thunk: Callable[[], None]) -> None:
         """Run pysyncobj code for one node; an exception becomes a NodeError, never escapes or hides.
-        A paused node runs it when it resumes; a node with its own clock reads that one meanwhile.
-        ``activity`` says what the node was doing (anything whose ``str`` does, built only when read)."""
+        A paused node runs it when it resumes; a node with its own clock reads that one meanwhile."""
         if self._net.is_paused(node_id):
             self._net.defer(node_id, lambda: self._run_on(node_id, activity, thunk))
             return
@@ -260,7 +259,7 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
             if env is not None and env.dst == node_id and not tap.active:
                 saved = tap.begin("message", env)
             else:
-                saved = tap.begin(str(activity))
+                saved = tap.begin(activity)
         previous, self._running_node = self._running_node, node_id
         try:
             thunk()
@@ -301,12 +300,7 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
             _clock.route(self._clock.read)
         self._net.flush(slot.id)
         if slot.obj is obj:
-            if self.skip_idle_ticks:
-                self._schedule_next_tick(slot, obj)
-            else:  # _schedule_next_tick without skipping, inlined
-                at = slot.next_tick = self._clock.now() + self.tick_interval
-                slot.timer_gen += 1
-                self._events.at(at, self._timer, slot, slot.timer_gen)
+            self._schedule_next_tick(slot, obj)
 
     def _after_delivery(self, node_id: str) -> None:
         # pysyncobj's poller returns when a message arrives and the next tick runs at once.

@@ -139,19 +139,6 @@ class _Link:
         self.connect_scheduled = False
 
 
-class _Handling:
-    """``"handling <kind> from <src>"``, the activity of a delivery, formatted only when it is read (an
-    error report): most deliveries never need the string."""
-
-    __slots__ = ("_env",)
-
-    def __init__(self, env: Envelope) -> None:
-        self._env = env
-
-    def __str__(self) -> str:
-        return f"handling {self._env.kind} from {self._env.src}"
-
-
 #: (node id, what it was doing, thunk) -> runs pysyncobj code for that node, capturing exceptions.
 Runner = Callable[[str, str, Callable[[], None]], None]
 
@@ -513,7 +500,7 @@ class SimNetwork:
             self.log.append({"seq": env.seq, "src": src, "dst": dst, "kind": env.kind,
                              "sent": env.sent_at, "delivered": now, "term": message.get("term")})
         self.delivering = env
-        self._run_on(dst, _Handling(env), functools.partial(receive, SimNode(src), message))
+        self._run_on(dst, f"handling {env.kind} from {src}", functools.partial(receive, SimNode(src), message))
         self._on_delivered(dst)
         self.delivering = None
 
