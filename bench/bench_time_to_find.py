@@ -130,9 +130,10 @@ def probe_release(release_dir: Path, release: str) -> Dict[str, Any]:
 
 
 def rows_for(release: str, probe: Dict[str, Any], bugs: Sequence[str], control: bool,
-             also_ledger: bool, without: Sequence[str] = ()) -> List[Row]:
+             also_ledger: bool, without: Sequence[str] = (), ledger_ids: Optional[Sequence[int]] = None) -> List[Row]:
     """The rows of one release.  ``without``: fixes left out of every row's --known-fixes set, control
-    included (a fix can mask an injected bug: its control must then run without it too)."""
+    included (a fix can mask an injected bug: its control must then run without it too); ``ledger_ids``:
+    only these ledger bugs' rows (None: every one the release has)."""
     fixes = tuple(f for f in probe["fixes"] if f not in without)
     base = dict(inject=fixes, known_fixes=False) if without else {}
     rows = [Row(CONTROL, release, **base)] if control else []
@@ -142,7 +143,8 @@ def rows_for(release: str, probe: Dict[str, Any], bugs: Sequence[str], control: 
     if also_ledger:
         version = tuple(int(p) for p in release.split("."))
         rows += [_ledger_row(b, release, probe["fixes"]) for b in sorted(LEDGER.values(), key=lambda b: b.id)
-                 if b.affects(version) and b.reachable_on("fifo") and not b.storage]
+                 if b.affects(version) and b.reachable_on("fifo") and not b.storage
+                 and (ledger_ids is None or b.id in ledger_ids)]
     return rows
 
 
@@ -308,7 +310,8 @@ def table(lines: Sequence[Dict[str, Any]], budget: float, green: Dict[str, Optio
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--bugs", help=f"comma-separated injected bugs (default all: {', '.join(INJECTED_BUGS)})")
+    parser.add_argument("--bugs", help=f"comma-separated injected bugs, or 'none' "
+                                       f"(default all: {', '.join(INJECTED_BUGS)})")
     parser.add_argument("--releases", help=f"comma-separated releases (default all: {', '.join(RELEASES)})")
     parser.add_argument("--release-dir", default="/work/releases", type=Path,
                         help="one unpacked pysyncobj per release: DIR/<version>/pysyncobj (default /work/releases)")
@@ -323,6 +326,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="the campaigns' bound per counterexample for the minimiser (default: the CLI's); the "
                              "CLI also minimises the counterexamples of shards stopped while shrinking")
     parser.add_argument("--also-ledger", action="store_true", help="also rows for the ledger bugs of each release")
+    parser.add_argument("--ledger", metavar="IDS",
+                        help="with --also-ledger: only these ledger bugs (comma-separated ids, e.g. 6,22)")
     parser.add_argument("--without-fix", action="append", default=[], metavar="FIX",
                         help="leave this known fix out of every row, the control's included (repeatable)")
     parser.add_argument("--no-control", action="store_true",
@@ -332,13 +337,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.probe:
         print(json.dumps(probe_here()))
         return 0
-    bugs = [b for b in (a.bugs or ",".join(INJECTED_BUGS)).split(",") if b]
+    bugs = [] if a.bugs == "none" else [b for b in (a.bugs or ",".join(INJECTED_BUGS)).split(",") if b]
     unknown = [b for b in bugs if b not in INJECTED_BUGS]
     releases = [r for r in (a.releases or ",".join(RELEASES)).split(",") if r]
     if unknown or any(r not in RELEASES for r in releases) or a.campaigns < 1 or a.budget <= 0 or a.jobs < 1:
         parser.error(f"unknown bugs {unknown}" if unknown else "bad --releases, --campaigns, --budget or --jobs")
     if any(f not in KNOWN_FIXES for f in a.without_fix) or (a.without_fix and a.also_ledger):
         parser.error(f"--without-fix takes names of {', '.join(KNOWN_FIXES)}, and not with --also-ledger")
+    ledger_ids = None
+    if a.ledger is not None:
+        try:
+            ledger_ids = [int(i) for i in a.ledger.split(",")]
+        except ValueError:
+            ledger_ids = []
+        if not a.also_ledger or not ledger_ids or any(i not in LEDGER for i in ledger_ids):
+            parser.error(f"--ledger takes ledger ids among {min(LEDGER)}-{max(LEDGER)}, with --also-ledger")
     if a.targets is not None:
         try:
             parse_targets(a.targets)
@@ -348,7 +361,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows: List[Row] = []
     for release in releases:
         rows += rows_for(release, probe_release(a.release_dir, release), bugs, not a.no_control, a.also_ledger,
-                         a.without_fix)
+                         a.without_fix, ledger_ids)
     seeds = {row: seeds_for(a.seed, row, a.campaigns) for row in rows if not row.na}
     plan = [(row, seeds[row][i]) for i in range(a.campaigns) for row in seeds]  # interleaved: load hits all rows
     print(f"bench_time_to_find: {len(plan)} campaigns of {a.budget:g} s, {a.workers} workers each, {a.jobs} at a "

@@ -1,5 +1,5 @@
-"""Fixes for the findings in how pysyncobj handles requests: membership changes and forwarded commands
-(FINDINGS.md 1, 6, 13, 20).
+"""Fixes for the findings in how pysyncobj handles requests: membership changes, forwarded commands and
+commands waiting for their entry (FINDINGS.md 1, 6, 13, 20, 22).
 
 A client's request either goes into the leader's log (a membership change is refused while another
 is uncommitted) or, on a follower, is forwarded to the leader and waits for its reply; these fixes
@@ -9,12 +9,14 @@ make the guard work and make every forwarded command end with an answer.  Each i
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import List
 
 from pysyncobj import FAIL_REASON
 
-from harness.adapter.patching import ON_MESSAGE, Mutation
-from harness.adapter.probes import FOLLOWER, LEADER, Probe
+from harness.adapter.patching import LOAD_DUMP, ON_MESSAGE, Mutation
+from harness.adapter.probes import FOLLOWER, LEADER, Probe, snapshot_chunk, snapshot_data
 
 __all__ = ["FIXES"]
 
@@ -77,6 +79,22 @@ def _probe_forwarded_command_applied_once(p: Probe) -> bool:
     deliver(p.node("b"), dict(command))
     p.obj._checkCommandsToApply()
     return once and sum(e[0] == _COMMAND for e in p.get("raftLog")) == 2
+
+
+def _probe_command_under_snapshot_answered(p: Probe) -> bool:
+    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
+        node = Probe(dump=os.path.join(d, "dump"))
+        try:
+            node.append(2, 1)
+            node.append(3, 1)  # a deposed leader's own entry, its client waiting for index 3
+            outcomes: List[int] = []
+            node.get("commandsWaitingCommit")[3].append((1, lambda result, error: outcomes.append(error)))
+            node.make(FOLLOWER, 2)
+            # A one-chunk snapshot from the leader of term 2, ending at 5@2: it covers index 3.
+            node.receive("b", snapshot_chunk(2, 5, snapshot_data(last=(5, 2), prev=(4, 2)), first=True, last=True))
+            return node.obj.raftLastApplied == 5 and len(outcomes) == 1 and outcomes[0] != FAIL_REASON.SUCCESS
+        finally:
+            node.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,5 +199,27 @@ FIXES: List[Mutation] = [
              "    self.__transport.setOnReadonlyNodeConnectedCallback(self.__onReadonlyNodeConnected)\n"
              "    self.__transport.setOnReadonlyNodeDisconnectedCallback(onReadonlyNodeDisconnected)\n"),
         probe=_probe_forwarded_command_applied_once,
+    ),
+    Mutation(
+        name="command_under_snapshot_answered",
+        title="Finding 22: a node answers the commands waiting at the indexes a snapshot covers",
+        description=(
+            "A command's callback waits in ``__commandsWaitingCommit`` under its index and is called only "
+            "when ``__applyLogEntries`` applies that index.  Loading a dump jumps the applied index to the "
+            "dump's last entry without applying the entries before it, so the callbacks under those "
+            "indexes were never called.  With the fix, loading a dump answers each of them with an "
+            "unknown outcome (UNKNOWN_OUTCOME from 0.3.15, LEADER_CHANGED before): the snapshot does "
+            "not say which term each index it covers had, so whether the command took effect is not known."),
+        method=LOAD_DUMP,
+        old=("        self.__onSetCodeVersion(0)\n"
+             "    except:\n"),
+        new=("        self.__onSetCodeVersion(0)\n"
+             "        # KNOWN FIX command_under_snapshot_answered (finding 22): the dump covers every index up to\n"
+             "        # raftLastApplied, which will never be applied one by one: answer what waits there\n"
+             "        for idx in sorted(i for i in self.__commandsWaitingCommit if i <= self.__raftLastApplied):\n"
+             "            for _term, callback in self.__commandsWaitingCommit.pop(idx):\n"
+             "                callback(None, getattr(FAIL_REASON, 'UNKNOWN_OUTCOME', FAIL_REASON.LEADER_CHANGED))\n"
+             "    except:\n"),
+        probe=_probe_command_under_snapshot_answered,
     ),
 ]

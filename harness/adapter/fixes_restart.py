@@ -12,12 +12,10 @@ import os
 import tempfile
 from typing import List, Tuple
 
-from harness.adapter.patching import Mutation
+from harness.adapter.patching import LOAD_DUMP, Mutation
 from harness.adapter.probes import Probe, snapshot_data
 
 __all__ = ["FIXES"]
-
-LOAD_DUMP = "_SyncObj__loadDumpFile"
 
 
 def _write_dump(path: str, last: Tuple[int, int], prev: Tuple[int, int]) -> None:

@@ -53,12 +53,14 @@ import pysyncobj.syncobj as _syncobj
 from harness.adapter import probes
 from harness.adapter.observe import VERSION
 
-__all__ = ["ON_MESSAGE", "Mutation", "MutationNotApplicable", "active", "inject", "installed", "verify_all"]
+__all__ = ["LOAD_DUMP", "ON_MESSAGE", "Mutation", "MutationNotApplicable", "active", "inject", "installed", "verify_all"]
 
 _TARGET = _syncobj.SyncObj
 
 #: The mangled name of SyncObj's message handler, the method most patches change.
 ON_MESSAGE = "_SyncObj__onMessageReceived"
+#: The mangled name of the method that loads a dump: at a restart, and when a snapshot is installed.
+LOAD_DUMP = "_SyncObj__loadDumpFile"
 
 
 class MutationNotApplicable(RuntimeError):

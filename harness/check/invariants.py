@@ -59,7 +59,12 @@ class SafetyViolation(AssertionError):
 
 
 class LivenessViolation(AssertionError):
-    """After every fault was healed and every node restarted, the cluster did not make progress."""
+    """After every fault was healed and every node restarted, the cluster did not make progress, or
+    left a client unanswered (``violations`` then names the property, for triage and reports)."""
+
+    def __init__(self, message: str, violations: Sequence[Violation] = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)
 
 
 class _LogMirror:

@@ -23,6 +23,7 @@ from harness.sim.cluster import Cluster
 from harness.wire.filters import (DelayFilter, DropPacketFilter, DuplicateFilter, HoldFilter, MessageTypeFilter,
                       ReorderFilter)
 from harness.history import PENDING, UNKNOWN
+from harness.check.answers import clients_answered
 from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from harness.kv import KVStore
 from harness.check.linearizability import LinearizabilityResult, Model, SearchTooLarge, check_linearizable
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 
 NODE_IDS = ("n1", "n2", "n3", "n4", "n5", "n6", "n7", "r1", "r2")
 KEYS = ("a", "b", "c")
+#: At most this many writes a second while the machine waits for clients to be answered.
+_WRITES_PER_SECOND = 100
 
 node_ids = st.sampled_from(NODE_IDS)
 targets = st.sampled_from(("leader",) + NODE_IDS)
@@ -124,6 +127,14 @@ class RaftMachine(RuleBasedStateMachine):
     step_time = 0.25
     #: Virtual seconds a healed, fully restarted cluster gets to elect a leader and commit a write.
     liveness_timeout = 60.0
+    #: Virtual seconds that cluster then gets to answer every client operation still waiting
+    #: (``clients_answered``, :mod:`harness.check.answers`): longer than pysyncobj's
+    #: ``leaderFallbackTimeout`` (30 s by default), after which a deposed leader that hears from no
+    #: majority steps down; until then it may hold its clients' commands.
+    answer_timeout = 60.0
+    #: Whether teardown checks ``clients_answered`` (on ``fifo`` only, see :meth:`teardown`); False for a
+    #: machine that must stay green on pysyncobj releases with findings 6 and 22 unfixed.
+    check_answers = True
     max_voters = 7
     max_readonly = 2
     #: Judge every event the cluster records (harness.check.stream) rather than the states sampled at
@@ -148,6 +159,7 @@ class RaftMachine(RuleBasedStateMachine):
         self._last_leader: Optional[str] = None
         self._first_index: Dict[str, int] = {}
         self._installed: Dict[tuple, int] = {}
+        self._highest_index = 0  # the highest log index any node was seen to hold (clients_answered)
         self.guidance = guidance.Guidance(self.guidance_targets)
 
     @classmethod
@@ -238,6 +250,7 @@ class RaftMachine(RuleBasedStateMachine):
                 if self._last_leader not in (None, s.id):
                     note("leader changed")
                 self._last_leader = s.id
+            self._highest_index = max(self._highest_index, s.last_index)
             first = self._first_index.get(s.id, 1)
             if s.up and s.first_index > first:
                 note("log compacted")
@@ -255,7 +268,12 @@ class RaftMachine(RuleBasedStateMachine):
             if not self._failed:
                 self.recorder.begin("teardown", {}, self.cluster.now)
                 self._check_liveness()
+                # pysyncobj never resends a command: on a network that loses single messages
+                # (unreliable) a client may rightly wait for good, on its own (TCP) contract not.
+                waited = self._await_answers() if self.check_answers and self.network == "fifo" else None
                 self.raft_safety()
+                if waited is not None:
+                    self._check_answered(*waited)
                 self._check_linearizable()
         finally:
             stats.example_done(self)
@@ -273,6 +291,45 @@ class RaftMachine(RuleBasedStateMachine):
             self._fail(LivenessViolation(
                 f"liveness: healed cluster with every node up did not commit a write within "
                 f"{self.liveness_timeout} virtual seconds ({e})\n{describe(c)}"))
+
+    def _await_answers(self) -> Tuple[float, int]:
+        """Run the live cluster until every waiting client operation is answered, or answer_timeout
+        passes; the virtual seconds it ran, and the leader's commit index when it started.
+
+        What still waits after a second gets writes through the leader every second (but not in the
+        last quarter), enough for the leader's log to pass the highest index any node has held:
+        pysyncobj answers a command whose entry a new leader overwrote only when the log reaches its
+        index again, and a cluster in use gets there.
+        """
+        c = self.cluster
+        start = c.now
+        committed = c.state(c.leader()).commit_index if c.leader() is not None else 0
+        deadline, quiet = start + self.answer_timeout, start + 0.75 * self.answer_timeout
+        waiting = c.history.pending()
+        if waiting:
+            c.run_until(lambda: all(op.outcome != PENDING for op in waiting), min(1.0, self.answer_timeout))
+            waiting = c.history.pending()
+        horizon = max([self._highest_index] + [c.state(n).last_index for n in c.up_ids()])
+        while waiting and c.now < deadline:
+            leader = c.leader()
+            if leader is not None and c.now < quiet:
+                behind = horizon - c.state(leader).last_index
+                for _ in range(min(max(behind, 1), _WRITES_PER_SECOND)):
+                    self.background_operation(leader)
+            c.run_until(lambda: all(op.outcome != PENDING for op in waiting),
+                        min(1.0, deadline - c.now) if c.now < quiet else deadline - c.now)
+            waiting = c.history.pending()
+        return c.now - start, committed
+
+    def _check_answered(self, waited: float, committed: int) -> None:
+        """Judge the clients of the nodes that follow the leader (applied what it had committed when the
+        wait began): a node that never caught up, e.g. a read-only node that knows none of the voters
+        added since it started, cannot answer and is no evidence of a lost command."""
+        c = self.cluster
+        following = {n for n in c.up_ids() if c.state(n).last_applied >= committed}
+        violations = clients_answered([op for op in c.history if op.via in following], waited)
+        if violations:
+            self._fail(LivenessViolation(f"{violations[0]}\n{describe(self.cluster)}", violations))
 
     def _check_linearizable(self) -> None:
         self._judge_linearizable(lambda: check_linearizable(self.cluster.history, model=self.model))

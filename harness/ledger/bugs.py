@@ -172,6 +172,9 @@ _BUGS: List[Bug] = [
         (_F + "test_stale_success_reply.py::test_a_leader_counts_only_replicas_that_hold_the_entry",
          _F + "test_stale_success_reply.py::test_an_acknowledged_write_survives_a_stale_success_reply"),
         fix="replies_of_current_term_only"),
+    Bug(22, "a command whose log index a received snapshot covers is never answered", "0.3.11", "0.3.17", "fifo",
+        (_F + "test_command_covered_by_snapshot.py::test_a_write_under_a_received_snapshot_is_answered",),
+        fix="command_under_snapshot_answered"),
 ]
 
 #: Every known bug by id.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional
 
 from harness.adapter import batteries as _batteries
-from harness.history import FAILED, OK, PENDING, READ, WRITE, Operation
+from harness.history import FAILED, OK, PENDING, READ, UNKNOWN, WRITE, Operation
 from harness.sim.consumers import Consumers, local_kind
 
 __all__ = ["ClientApi"]
@@ -98,6 +98,13 @@ class ClientApi:
 
     def _finish(self, op: Operation, outcome: str, reason: Optional[str]) -> None:
         self.history.finish(op, outcome, reason, self.now)
+
+    def _abandon_operations(self, node_id: str, reason: str) -> None:
+        """``node_id`` stopped (crashed, or removed and shut down): its waiting clients will never hear,
+        and what they asked may or may not take effect."""
+        for op in self.history.pending():
+            if op.via == node_id:
+                self._finish(op, UNKNOWN, reason)
 
     def put(self, key: Any, value: Any, via: Optional[str] = None) -> Operation:
         """Propose a write through ``via`` (default: the leader); returns its history entry at once."""

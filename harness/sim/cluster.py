@@ -37,7 +37,7 @@ from harness.sim.events import EventQueue
 from harness.sim.faults import FaultApi, LeadershipTransfer
 from harness.wire.filters import Filter, FilterFactory
 from harness.wire.messages import Envelope
-from harness.history import UNKNOWN, History
+from harness.history import History
 from harness.kv import KVStore
 from harness.sim.consumers import ConsumerFactory, Consumers
 from harness.sim.network import SimNetwork, SimNode
@@ -468,9 +468,7 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
         slot.timer_gen += 1
         self._net.node_down(node_id)
         self.stats["crashes"] += 1
-        for op in self.history.pending():
-            if op.via == node_id:
-                self._finish(op, UNKNOWN, "PROPOSER_CRASHED")
+        self._abandon_operations(node_id, "PROPOSER_CRASHED")
 
     def restart(self, node_id: str) -> None:
         """Start a new incarnation of a crashed node from its journal and dump files."""

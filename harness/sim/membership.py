@@ -80,6 +80,7 @@ class Membership:
             slot.obj = None
         slot.removed = True
         self._net.forget(node_id)
+        self._abandon_operations(node_id, "PROPOSER_REMOVED")
 
     def add_node(self, via: Optional[str] = None) -> str:
         """Start a new voter and propose adding it through the leader; returns its id."""
