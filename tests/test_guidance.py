@@ -167,7 +167,9 @@ def test_the_machine_reports_each_target_once_per_example(monkeypatch) -> None:
                                                          phases=[Phase.generate], deadline=None,
                                                          suppress_health_check=list(HealthCheck)))
     examples = [s for s in seen if s]
-    assert len(examples) == 3 and all(set(s) == set(_Guided.guidance_targets) for s in examples)
+    # At least max_examples: an example Hypothesis abandons (its data ran out) does not count toward them
+    # but runs its teardown, and reports its targets like any other.
+    assert len(examples) >= 3 and all(set(s) == set(_Guided.guidance_targets) for s in examples)
 
 
 def test_the_fuzz_profile_runs_the_target_phase() -> None:
