@@ -46,6 +46,15 @@ def test_minimize_reaches_a_1_minimal_subsequence():
     assert result.complete and result.original == 9
 
 
+def test_minimize_drops_long_runs_of_irrelevant_steps_in_few_replays():
+    # one replay per step, as single removals alone need, is what a failing liveness replay cannot afford
+    steps = [_step("start")] + [_step("x") for _ in range(120)]
+    steps[30], steps[100] = _step("a"), _step("b")
+    result = minimize(steps, _contains("start", "a", "b"))
+    assert [s["rule"] for s in result.steps] == ["start", "a", "b"] and result.complete
+    assert result.tried < 60, result.tried
+
+
 def test_minimize_removes_pairs_that_only_go_together():
     # 'p' and 'q' must both stay or both go: no single removal helps, a pair does
     def predicate(steps):

@@ -4,8 +4,10 @@ Hypothesis shrinks the choice sequence, not the list of steps a reader sees, so 
 still carry steps that do nothing (a second ``crash`` of a crashed node, four ``add_readonly_node``).
 Steps are explicit values and replay is exact, so removing steps and asking the replay whether the
 same violation (same invariant, same triage label) remains is sound: the result is 1-minimal.  Passes:
-remove single steps until none can go, then pairs (then singles again), then simpler arguments where
-an order exists (fewer nodes, shorter waits, smaller sides).  The search is bounded in wall time; the
+first remove runs of steps, halving their length (delta debugging's chunks: a long counterexample
+loses most of its steps in a few replays, which matters when each replay of a failure runs a full
+liveness wait), then single steps until none can go, then pairs (then singles again), then simpler
+arguments where an order exists (fewer nodes, shorter waits, smaller sides).  The search is bounded in wall time; the
 result says whether the bound cut it short, in which case it is smaller but not proven 1-minimal.
 """
 from __future__ import annotations
@@ -75,6 +77,22 @@ def minimize(steps: Sequence[Step], still_fails: Callable[[List[Step]], bool], m
         tried += 1
         return still_fails(candidate)
 
+    def drop_runs() -> bool:
+        """Remove runs of steps, from the end, their length halving down to 2; False if time ran out."""
+        first = 1 if keep_first else 0
+        size = (len(current) - first) // 2
+        while size >= 2:
+            i = len(current) - size
+            while i >= first:
+                if out_of_time():
+                    return False
+                candidate = current[:i] + current[i + size:]
+                if attempt(candidate):
+                    current[:] = candidate
+                i = min(i - size, len(current) - size)
+            size //= 2
+        return not out_of_time()
+
     def drop_singles() -> Optional[bool]:
         """Remove single steps to a fixpoint; None if time ran out, else whether anything went."""
         changed = False
@@ -116,8 +134,8 @@ def minimize(steps: Sequence[Step], still_fails: Callable[[List[Step]], bool], m
                         break
         return changed
 
-    complete = True
-    while True:
+    complete = drop_runs()
+    while complete:
         singles = drop_singles()
         if singles is None:
             complete = False
