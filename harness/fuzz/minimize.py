@@ -7,8 +7,9 @@ same violation (same invariant, same triage label) remains is sound: the result 
 first remove runs of steps, halving their length (delta debugging's chunks: a long counterexample
 loses most of its steps in a few replays, which matters when each replay of a failure runs a full
 liveness wait), then single steps until none can go, then pairs (then singles again), then simpler
-arguments where an order exists (fewer nodes, shorter waits, smaller sides).  The search is bounded in wall time; the
-result says whether the bound cut it short, in which case it is smaller but not proven 1-minimal.
+arguments where an order exists (fewer nodes, shorter waits, smaller sides).  The search is bounded in
+wall time; the result says whether the bound cut it short, in which case it is smaller but not proven
+1-minimal.
 """
 from __future__ import annotations
 
@@ -38,10 +39,6 @@ def _plain(step: Step) -> Step:
     return {"rule": step["rule"], "args": dict(step.get("args") or {})}
 
 
-def _removable(steps: Sequence[Step], keep_first: bool) -> range:
-    return range(1 if keep_first else 0, len(steps))
-
-
 def _simpler_values(name: str, value: Any) -> Iterator[Any]:
     """Smaller values of one argument, simplest first (only where smaller means simpler)."""
     if isinstance(value, bool) or name == "seed":
@@ -67,6 +64,7 @@ def minimize(steps: Sequence[Step], still_fails: Callable[[List[Step]], bool], m
     start = clock()
     current = [_plain(s) for s in steps if s.get("rule") != "teardown"]
     original = len(current)
+    first = 1 if keep_first else 0  # the first step a pass may remove
     tried = 0
 
     def out_of_time() -> bool:
@@ -79,7 +77,6 @@ def minimize(steps: Sequence[Step], still_fails: Callable[[List[Step]], bool], m
 
     def drop_runs() -> bool:
         """Remove runs of steps, from the end, their length halving down to 2; False if time ran out."""
-        first = 1 if keep_first else 0
         size = (len(current) - first) // 2
         while size >= 2:
             i = len(current) - size
@@ -97,7 +94,7 @@ def minimize(steps: Sequence[Step], still_fails: Callable[[List[Step]], bool], m
         """Remove single steps to a fixpoint; None if time ran out, else whether anything went."""
         changed = False
         i = len(current) - 1
-        while i >= (1 if keep_first else 0):
+        while i >= first:
             if out_of_time():
                 return None
             candidate = current[:i] + current[i + 1:]
@@ -108,7 +105,7 @@ def minimize(steps: Sequence[Step], still_fails: Callable[[List[Step]], bool], m
         return changed
 
     def drop_pairs() -> Optional[bool]:
-        for i in reversed(_removable(current, keep_first)):
+        for i in reversed(range(first, len(current))):
             for j in reversed(range(i + 1, len(current))):
                 if out_of_time():
                     return None
