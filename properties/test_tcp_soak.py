@@ -2,7 +2,8 @@
 
 The same checks as the simulated machines (``SafetyChecker`` after every step,
 liveness and linearizability at the end), on real sockets in wall-clock time,
-with a few coarse faults: writes, isolation, heal, crash, restart.  Opt-in and
+with a few coarse faults: writes, isolation, heal, crash, restart, and at the end
+``clients_answered`` (every client of a node that follows the leader is answered).  Opt-in and
 bounded: the plugin skips tests marked ``soak`` unless run with
 ``pytest properties/test_tcp_soak.py --raft-soak`` (or ``RAFT_HARNESS_SOAK=1``);
 ``RAFT_HARNESS_SOAK_EXAMPLES`` raises the number of examples (default 3, 10
@@ -16,13 +17,16 @@ does not make the original failure any less real.
 from __future__ import annotations
 
 import os
+from typing import Tuple
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from harness import LivenessViolation, SafetyChecker, SafetyViolation, Violation, check_linearizable
+from harness.check.answers import clients_answered
 from harness.environment import SOAK_EXAMPLES_ENV
+from harness.history import PENDING
 from harness.report.text import describe
 from harness.tcp.cluster import TcpCluster
 
@@ -39,6 +43,9 @@ class TcpSoak(RuleBasedStateMachine):
     step_time = 0.3
     #: Wall seconds a healed, fully restarted cluster gets to commit a write.
     liveness_timeout = 30.0
+    #: Wall seconds it then gets to answer every client still waiting: longer than pysyncobj's
+    #: leaderFallbackTimeout (30 s), after which a deposed leader that hears no majority fails its clients.
+    answer_timeout = 40.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -114,6 +121,37 @@ class TcpSoak(RuleBasedStateMachine):
         except SafetyViolation as v:
             self._fail(SafetyViolation(v.violations, describe(self.cluster)))
 
+    def _await_answers(self) -> Tuple[float, int]:
+        """Run the live cluster, a write through the leader every second (pysyncobj answers a command whose
+        entry a new leader overwrote only when the log passes its index again), until no client waits or
+        answer_timeout passes; the seconds it ran, and the leader's commit index when it started."""
+        c = self.cluster
+        start = c.now
+        leader = c.leader()
+        committed = c.state(leader).commit_index if leader is not None else 0
+        deadline = start + self.answer_timeout
+        waiting = c.history.pending()
+
+        def answered() -> bool:
+            return all(op.outcome != PENDING for op in waiting)
+
+        while waiting and c.now < deadline:
+            leader = c.leader()
+            if leader is not None:
+                c.put(KEYS[0], self._value(), via=leader)
+            c.run_until(answered, timeout=max(0.0, min(1.0, deadline - c.now)))
+            waiting = c.history.pending()
+        return c.now - start, committed
+
+    def _check_answered(self, waited: float, committed: int) -> None:
+        """Judge the clients of the nodes that follow the leader (applied what it had committed when the
+        wait began); one that never caught up cannot answer and is no evidence of a lost command."""
+        c = self.cluster
+        following = {n for n in c.node_ids if c.is_up(n) and c.state(n).last_applied >= committed}
+        violations = clients_answered([op for op in c.history if op.via in following], waited, clock="wall")
+        if violations:
+            self._fail(LivenessViolation(f"{violations[0]}\n{describe(c)}", violations))
+
     def teardown(self) -> None:
         c = self.cluster
         if c is None:
@@ -130,7 +168,9 @@ class TcpSoak(RuleBasedStateMachine):
                     self._fail(LivenessViolation(
                         f"liveness: healed TCP cluster with every node up did not commit a write within "
                         f"{self.liveness_timeout} s ({e})\n{describe(c)}"))
+                waited, committed = self._await_answers()
                 self.raft_safety()
+                self._check_answered(waited, committed)
                 result = check_linearizable(c.history)
                 if not result.ok:
                     self._fail(SafetyViolation([Violation("linearizability", result.explanation)], describe(c)))

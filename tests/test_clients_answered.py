@@ -42,6 +42,11 @@ def test_a_waiting_operation_is_a_violation_that_names_it_and_its_node():
     assert "#1 write('k', 1) via n2" in v.message and "#3 write('k', 3) via n4" in v.message
 
 
+def test_on_real_sockets_the_wait_is_said_in_wall_seconds():
+    (v,) = clients_answered(_history(PENDING), 40.0, clock="wall")
+    assert "1 client operation(s) still unanswered 40 wall seconds" in v.message
+
+
 def test_answered_failed_and_unknown_operations_are_not_waiting():
     assert clients_answered(_history(OK, FAILED, UNKNOWN), 60.0) == []
     assert clients_answered(History(), 0.0) == []

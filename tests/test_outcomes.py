@@ -6,7 +6,10 @@ machine's failure record, triages it and rewrites the report.
 """
 from __future__ import annotations
 
+import re
 import textwrap
+
+import pytest
 
 from test_plugin import project, run  # noqa: F401  (the fixture and helper of a project with the plugin)
 
@@ -93,3 +96,27 @@ def test_only_the_failing_test_s_own_machine_failure_is_judged(project):  # noqa
     result = run(project, "-p", "no:randomly", "--raft-minimize-seconds=0")
     result.assert_outcomes(passed=1, failed=1)
     assert "which bug" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("profile", ["raft-dev", "raft-ci"])
+def test_hypothesis_stops_at_the_first_failure_and_the_plugin_minimises_it(project, profile):  # noqa: F811
+    """raft-dev and raft-ci have no shrink phase: the failure as generated is triaged, then minimised
+    within the plugin's bound."""
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    project.makepyfile(test_machine=textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {tests!r})
+        from cli_machines import InjectedBugRaft
+
+        TestInjectedBug = InjectedBugRaft.TestCase
+    """))
+    result = run(project, f"--hypothesis-profile={profile}", "--hypothesis-show-statistics",
+                 "--raft-minimize-seconds=30")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "during generate phase" in out and "during shrink phase" not in out
+    assert "triage: NEW" in out and "state = InjectedBugRaft()" in out
+    shrunk = re.search(r"minimised: (\d+) -> (\d+) steps \(1-minimal\)", out)
+    assert shrunk is not None, out

@@ -7,30 +7,21 @@ log holds.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import List
 
 from harness.adapter.patching import ON_MESSAGE, Mutation
-from harness.adapter.probes import CANDIDATE, LEADER, Probe, vote_request
+from harness.adapter.probes import CANDIDATE, LEADER, Probe, scratch_files, vote_request
 
 __all__ = ["FIXES"]
 
 
 def _probe_persist_term_and_vote(p: Probe) -> bool:
-    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
-        journal = os.path.join(d, "journal")
-        before = Probe(journal=journal)
-        try:
+    with scratch_files("journal") as (journal,):
+        with Probe(journal=journal) as before:
             before.receive("b", vote_request(3, 1, 0))  # term 3, and the vote for b goes out
             assert before.sent_to("b", "response_vote"), "the probe's vote was not granted"
-        finally:
-            before.close()
-        after = Probe(journal=journal)  # the restart
-        try:
+        with Probe(journal=journal) as after:  # the restart
             return (after.obj.raftCurrentTerm, after.get("votedForNodeId")) == (3, "b")
-        finally:
-            after.close()
 
 
 def _probe_count_each_vote_once(p: Probe) -> bool:

@@ -9,12 +9,10 @@ pysyncobj source, release knowledge, hence here in the adapter.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import List
 
 from harness.adapter.patching import ON_MESSAGE, Mutation
-from harness.adapter.probes import FOLLOWER, LEADER, Probe, append_entries, snapshot_chunk, snapshot_data
+from harness.adapter.probes import FOLLOWER, LEADER, Probe, append_entries, scratch_files, snapshot_chunk, snapshot_data
 
 __all__ = ["FIXES"]
 
@@ -69,25 +67,20 @@ def _probe_snapshot_offer_keeps_commit(p: Probe) -> bool:
 
 
 def _probe_stale_snapshot_keeps_log(p: Probe) -> bool:
-    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
-        dump = os.path.join(d, "dump")
-        node = Probe(dump=dump)
-        try:
-            for index in range(2, 6):
-                node.append(index, 1)
-            node.set("raftCommitIndex", 5)
-            node.set("raftLastApplied", 5)
-            node.make(FOLLOWER, 1)
-            with open(dump, "wb") as f:
-                f.write(b"the node's own dump")
-            # A one-chunk snapshot ending at 3@1, an entry this node has (and committed, and applied).
-            node.receive("b", snapshot_chunk(1, 5, snapshot_data(last=(3, 1), prev=(2, 1)), first=True, last=True))
-            with open(dump, "rb") as f:
-                own_dump_kept = f.read() == b"the node's own dump"
-            return (node.obj.raftCommitIndex == 5 and node.obj.raftLastApplied == 5 and node.log[-1] == (5, 1)
-                    and own_dump_kept)
-        finally:
-            node.close()
+    with scratch_files("dump") as (dump,), Probe(dump=dump) as node:
+        for index in range(2, 6):
+            node.append(index, 1)
+        node.set("raftCommitIndex", 5)
+        node.set("raftLastApplied", 5)
+        node.make(FOLLOWER, 1)
+        with open(dump, "wb") as f:
+            f.write(b"the node's own dump")
+        # A one-chunk snapshot ending at 3@1, an entry this node has (and committed, and applied).
+        node.receive("b", snapshot_chunk(1, 5, snapshot_data(last=(3, 1), prev=(2, 1)), first=True, last=True))
+        with open(dump, "rb") as f:
+            own_dump_kept = f.read() == b"the node's own dump"
+        return (node.obj.raftCommitIndex == 5 and node.obj.raftLastApplied == 5 and node.log[-1] == (5, 1)
+                and own_dump_kept)
 
 
 def _probe_replies_of_current_term_only(p: Probe) -> bool:

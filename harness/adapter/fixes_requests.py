@@ -9,14 +9,12 @@ make the guard work and make every forwarded command end with an answer.  Each i
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import List
 
 from pysyncobj import FAIL_REASON
 
 from harness.adapter.patching import LOAD_DUMP, ON_MESSAGE, Mutation
-from harness.adapter.probes import FOLLOWER, LEADER, Probe, snapshot_chunk, snapshot_data
+from harness.adapter.probes import FOLLOWER, LEADER, Probe, scratch_files, snapshot_chunk, snapshot_data
 
 __all__ = ["FIXES"]
 
@@ -82,19 +80,15 @@ def _probe_forwarded_command_applied_once(p: Probe) -> bool:
 
 
 def _probe_command_under_snapshot_answered(p: Probe) -> bool:
-    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
-        node = Probe(dump=os.path.join(d, "dump"))
-        try:
-            node.append(2, 1)
-            node.append(3, 1)  # a deposed leader's own entry, its client waiting for index 3
-            outcomes: List[int] = []
-            node.get("commandsWaitingCommit")[3].append((1, lambda result, error: outcomes.append(error)))
-            node.make(FOLLOWER, 2)
-            # A one-chunk snapshot from the leader of term 2, ending at 5@2: it covers index 3.
-            node.receive("b", snapshot_chunk(2, 5, snapshot_data(last=(5, 2), prev=(4, 2)), first=True, last=True))
-            return node.obj.raftLastApplied == 5 and len(outcomes) == 1 and outcomes[0] != FAIL_REASON.SUCCESS
-        finally:
-            node.close()
+    with scratch_files("dump") as (dump,), Probe(dump=dump) as node:
+        node.append(2, 1)
+        node.append(3, 1)  # a deposed leader's own entry, its client waiting for index 3
+        outcomes: List[int] = []
+        node.get("commandsWaitingCommit")[3].append((1, lambda result, error: outcomes.append(error)))
+        node.make(FOLLOWER, 2)
+        # A one-chunk snapshot from the leader of term 2, ending at 5@2: it covers index 3.
+        node.receive("b", snapshot_chunk(2, 5, snapshot_data(last=(5, 2), prev=(4, 2)), first=True, last=True))
+        return node.obj.raftLastApplied == 5 and len(outcomes) == 1 and outcomes[0] != FAIL_REASON.SUCCESS
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,12 +8,10 @@ the dump, and what the stored commit index may claim afterwards.  Each is a
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import List, Tuple
 
 from harness.adapter.patching import LOAD_DUMP, Mutation
-from harness.adapter.probes import Probe, snapshot_data
+from harness.adapter.probes import Probe, scratch_files, snapshot_data
 
 __all__ = ["FIXES"]
 
@@ -28,34 +26,23 @@ def _write_dump(path: str, last: Tuple[int, int], prev: Tuple[int, int]) -> None
 # Probes: each is True when the *fixed* behaviour is there
 # --------------------------------------------------------------------------------------------
 def _probe_dump_keeps_journal_tail(p: Probe) -> bool:
-    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
-        journal, dump = os.path.join(d, "journal"), os.path.join(d, "dump")
-        before = Probe(journal=journal, dump=dump)
-        try:
+    with scratch_files("journal", "dump") as (journal, dump):
+        with Probe(journal=journal, dump=dump) as before:
             for index in range(2, 6):
                 before.append(index, 1)
-        finally:
-            before.close()  # the crash: the journal holds 1..5, the log was never truncated
+        # the crash: the journal holds 1..5, the log was never truncated
         _write_dump(dump, last=(3, 1), prev=(2, 1))  # the dump written just before it, at 3@1
-        after = Probe(journal=journal, dump=dump)
-        try:
+        with Probe(journal=journal, dump=dump) as after:
             after.tick()  # a restarted node loads its dump on its first tick
             return after.log == [(2, 1), (3, 1), (4, 1), (5, 1)]
-        finally:
-            after.close()
 
 
 def _probe_commit_index_clamped_to_log(p: Probe) -> bool:
-    with tempfile.TemporaryDirectory(prefix="fix-probe-") as d:
-        dump = os.path.join(d, "dump")
-        node = Probe(dump=dump)
-        try:
-            node.set("raftCommitIndex", 9)  # as read from .meta; the journal holds only 1@0
-            _write_dump(dump, last=(3, 1), prev=(2, 1))
-            node.tick()  # loads the dump: the log becomes 2@1 3@1
-            return node.log == [(2, 1), (3, 1)] and node.obj.raftCommitIndex == 3
-        finally:
-            node.close()
+    with scratch_files("dump") as (dump,), Probe(dump=dump) as node:
+        node.set("raftCommitIndex", 9)  # as read from .meta; the journal holds only 1@0
+        _write_dump(dump, last=(3, 1), prev=(2, 1))
+        node.tick()  # loads the dump: the log becomes 2@1 3@1
+        return node.log == [(2, 1), (3, 1)] and node.obj.raftCommitIndex == 3
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,12 +12,10 @@ in the adapter next to the other release-specific code.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Dict
 
 from harness.adapter.patching import ON_MESSAGE, Mutation
-from harness.adapter.probes import CANDIDATE, FOLLOWER, LEADER, Probe, append_entries, vote_request
+from harness.adapter.probes import CANDIDATE, FOLLOWER, LEADER, Probe, append_entries, scratch_files, vote_request
 
 __all__ = ["INJECTED_BUGS"]
 
@@ -106,18 +104,11 @@ def _probe_accept_stale_leader(p: Probe) -> bool:
 
 
 def _probe_restart_at_term_zero(p: Probe) -> bool:
-    with tempfile.TemporaryDirectory(prefix="mutation-probe-") as d:
-        journal = os.path.join(d, "journal")
-        before = Probe(journal=journal)
-        try:
+    with scratch_files("journal") as (journal,):
+        with Probe(journal=journal) as before:
             before.receive("b", vote_request(3, 1, 0))  # term 3, vote for b: stored in the journal's meta
-        finally:
-            before.close()
-        after = Probe(journal=journal)  # the restart
-        try:
+        with Probe(journal=journal) as after:  # the restart
             return after.obj.raftCurrentTerm != 3 or after.get("votedForNodeId") != "b"
-        finally:
-            after.close()
 
 
 def _probe_forget_term_and_vote(p: Probe) -> bool:

@@ -15,7 +15,9 @@ import contextlib
 import gzip
 import io
 import itertools
+import os
 import random
+import tempfile
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import pysyncobj.pickle as pysyncobj_pickle
@@ -120,6 +122,20 @@ class Probe:
             self.obj._SyncObj__raftLog._destroy()
         with contextlib.suppress(Exception):
             self.obj._poller = None
+
+    def __enter__(self) -> "Probe":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def scratch_files(*names: str) -> Iterator[List[str]]:
+    """Paths ``names`` in a temporary directory that is gone afterwards: a probe's journal and dump files
+    (a node restarted on the same paths is a restart)."""
+    with tempfile.TemporaryDirectory(prefix="probe-") as d:
+        yield [os.path.join(d, name) for name in names]
 
 
 # --- messages, in pysyncobj's wire format -----------------------------------------------------

@@ -19,14 +19,15 @@ from harness.history import PENDING, Operation
 _LISTED = 5
 
 
-def clients_answered(ops: Iterable[Operation], waited: float) -> List[Violation]:
+def clients_answered(ops: Iterable[Operation], waited: float, clock: str = "virtual") -> List[Violation]:
     """``[]`` if none of ``ops`` is still pending, else one ``clients_answered`` violation naming them;
-    ``waited``: the virtual seconds the healed, live cluster had to answer them."""
+    ``waited``: the seconds the healed, live cluster had to answer them, on its ``clock`` (``virtual`` in
+    simulation, ``wall`` on real sockets)."""
     waiting = [op for op in ops if op.outcome == PENDING]
     if not waiting:
         return []
     listed = "; ".join(str(op) for op in waiting[:_LISTED]) + ("; …" if len(waiting) > _LISTED else "")
     return [Violation("clients_answered",
-                      f"{len(waiting)} client operation(s) still unanswered {waited:g} virtual seconds after "
+                      f"{len(waiting)} client operation(s) still unanswered {waited:g} {clock} seconds after "
                       f"the healed cluster committed a write, on nodes that follow the leader: {listed}",
                       nodes=tuple(sorted({op.via for op in waiting})))]

@@ -303,11 +303,16 @@ class RaftMachine(RuleBasedStateMachine):
         """
         c = self.cluster
         start = c.now
-        committed = c.state(c.leader()).commit_index if c.leader() is not None else 0
+        leader = c.leader()
+        committed = c.state(leader).commit_index if leader is not None else 0
         deadline, quiet = start + self.answer_timeout, start + 0.75 * self.answer_timeout
         waiting = c.history.pending()
+
+        def answered() -> bool:
+            return all(op.outcome != PENDING for op in waiting)
+
         if waiting:
-            c.run_until(lambda: all(op.outcome != PENDING for op in waiting), min(1.0, self.answer_timeout))
+            c.run_until(answered, min(1.0, self.answer_timeout))
             waiting = c.history.pending()
         horizon = max([self._highest_index] + [c.state(n).last_index for n in c.up_ids()])
         while waiting and c.now < deadline:
@@ -316,8 +321,7 @@ class RaftMachine(RuleBasedStateMachine):
                 behind = horizon - c.state(leader).last_index
                 for _ in range(min(max(behind, 1), _WRITES_PER_SECOND)):
                     self.background_operation(leader)
-            c.run_until(lambda: all(op.outcome != PENDING for op in waiting),
-                        min(1.0, deadline - c.now) if c.now < quiet else deadline - c.now)
+            c.run_until(answered, min(1.0, deadline - c.now) if c.now < quiet else deadline - c.now)
             waiting = c.history.pending()
         return c.now - start, committed
 
