@@ -44,7 +44,7 @@ are wall-clock seconds of a share of the cores.
 
 Run: python bench/bench_time_to_find.py [--bugs a,b] [--releases 0.3.16,0.3.17] [--campaigns N]
      [--budget S] [--jobs J] [--seed S] [--targets none|all|a,b] [--minimize-seconds S] [--also-ledger]
-     [--without-fix F] [--no-control] [--json OUT]
+     [--without-fix F] [--no-control] [--machine raft|nemesis] [--json OUT]
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.adapter.fixes import KNOWN_FIXES
 from harness.adapter.injected_bugs import INJECTED_BUGS
-from harness.environment import INJECT_ENV, TARGETS_ENV
+from harness.environment import CAMPAIGN_MACHINE_ENV, INJECT_ENV, TARGETS_ENV
 from harness.fuzz.guidance import parse_targets
 from harness.fuzz.workers import report_dir_name
 from harness.ledger.bugs import LEDGER, RELEASES, Bug, known_fixes
@@ -190,7 +190,8 @@ def _examples_to_failure(stats_dir: str) -> Dict[str, int]:
 
 
 def run_campaign(row: Row, seed: int, budget: float, workers: int, targets: Optional[str],
-                 minimize_seconds: Optional[float], release_dir: Path, scratch: str) -> Dict[str, Any]:
+                 minimize_seconds: Optional[float], release_dir: Path, scratch: str,
+                 machine: str = "raft") -> Dict[str, Any]:
     report = tempfile.mkdtemp(prefix="campaign-", dir=scratch)
     cmd = [sys.executable, "-m", "harness", "fuzz", "--properties", CAMPAIGN, "--workers", str(workers),
            "--budget", f"{budget:g}", "--seed", str(seed), "--report", report]
@@ -201,6 +202,7 @@ def run_campaign(row: Row, seed: int, budget: float, workers: int, targets: Opti
     env = dict(os.environ, PYTHONPATH=_pythonpath(release_dir, row.release))
     env.pop(INJECT_ENV, None)
     env.pop(TARGETS_ENV, None)
+    env[CAMPAIGN_MACHINE_ENV] = machine
     if row.inject:
         env[INJECT_ENV] = ",".join(row.inject)
     if targets is not None:
@@ -332,6 +334,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="leave this known fix out of every row, the control's included (repeatable)")
     parser.add_argument("--no-control", action="store_true",
                         help="skip the control rows (the table then cannot say whether a find is attributable)")
+    parser.add_argument("--machine", choices=("raft", "nemesis"), default="raft",
+                        help="the campaigns' rules: RaftMachine's (default) or NemesisRules' (per-link faults, "
+                             "pauses, skew, transfers, client variety)")
     parser.add_argument("--json", help="write every campaign and row to this file")
     a = parser.parse_args(argv)
     if a.probe:
@@ -365,7 +370,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     seeds = {row: seeds_for(a.seed, row, a.campaigns) for row in rows if not row.na}
     plan = [(row, seeds[row][i]) for i in range(a.campaigns) for row in seeds]  # interleaved: load hits all rows
     print(f"bench_time_to_find: {len(plan)} campaigns of {a.budget:g} s, {a.workers} workers each, {a.jobs} at a "
-          f"time; seed {a.seed}; guidance {a.targets if a.targets is not None else 'machine default'}; "
+          f"time; seed {a.seed}; machine {a.machine}; guidance "
+          f"{a.targets if a.targets is not None else 'machine default'}; "
           f"{os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     runs: Dict[Row, List[Dict[str, Any]]] = {row: [] for row in rows}
     started = time.monotonic()
@@ -373,7 +379,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as pool:
             futures = {pool.submit(run_campaign, row, seed, a.budget, a.workers, a.targets, a.minimize_seconds,
-                                   a.release_dir, scratch): row for row, seed in plan}
+                                   a.release_dir, scratch, a.machine): row for row, seed in plan}
             for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
                 r = future.result()
                 runs[futures[future]].append(r)

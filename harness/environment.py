@@ -30,3 +30,6 @@ STREAM_CHECKS_ENV = "RAFT_HARNESS_STREAM_CHECKS"
 #: Benchmark campaigns: the guidance measures to target (harness.fuzz.guidance: comma-separated names, ``all``
 #: or ``none``); unset: the machine's default.
 TARGETS_ENV = "RAFT_HARNESS_TARGETS"
+#: Benchmark campaigns: the machine they fuzz with, ``raft`` (RaftMachine, the default) or ``nemesis``
+#: (NemesisRules: per-link faults, pauses, skew, transfers, client variety).
+CAMPAIGN_MACHINE_ENV = "RAFT_HARNESS_CAMPAIGN_MACHINE"

@@ -557,3 +557,26 @@ def test_every_nemesis_rule_replays_to_the_same_digests():
     assert first.error is None, first.headline
     assert first.rules[:len(steps)] == [rule for rule, _ in _EVERY_RULE]
     assert first.digests == second.digests and first.digests[-1] is not None
+
+
+# Finding 1 through the nemesis rule: 5 nodes, {n4, n5} cut off from the leader's side, two voters added at once.
+_TWO_CHANGES = [{"rule": rule, "args": args} for rule, args in [
+    ("start_cluster", dict(nodes=5, seed=0)), ("wait", dict(seconds=2.0)),
+    ("partition_majority", dict(minority=["n4", "n5"])), ("add_two_nodes_at_once", {}),
+    ("wait", dict(seconds=2.0)), ("wait", dict(seconds=2.0)), ("heal", {}), ("wait", dict(seconds=8.0))]]
+
+
+def test_two_membership_changes_at_once_reach_finding_1_and_triage_names_it():
+    from harness.ledger.triage import triage
+
+    run = _Nemesis.replay(_TWO_CHANGES, detailed=False)
+    assert run.error is not None and "state_machine_safety" in str(run.error)
+    assert triage(_Nemesis, _TWO_CHANGES).label == "known: finding 1"
+
+
+def test_with_finding_1_s_fix_the_same_steps_pass():
+    from harness.adapter.patching import inject
+
+    with inject("membership_change_guard"):
+        run = _Nemesis.replay(_TWO_CHANGES, detailed=False)
+    assert run.error is None, run.headline

@@ -3,8 +3,8 @@
 :class:`RaftMachine`'s own fault rules each act on one node's whole send or receive side.
 :class:`NemesisRules` adds what real clusters also see (Jepsen's nemeses): one directed link slowed,
 lossy, held or cut; asymmetric partitions and partitions of named shapes; process pauses; clock
-skew; leadership transfer; and clients that time out, write through several nodes at once, or read
-locally.  Every argument is a plain value (node ids, a ring order as a string, rates), so a shrunk
+skew; leadership transfer; and clients that time out, write through several nodes at once, read
+locally, or change membership twice without waiting.  Every argument is a plain value (node ids, a ring order as a string, rates), so a shrunk
 counterexample prints as steps that can be pasted into a test; a rule naming a node the cluster
 lacks does nothing, as in the base machine.  Local reads are checked after every step by
 :mod:`harness.check.local_reads` (stale reads are allowed, going back is not).
@@ -156,6 +156,16 @@ class NemesisRules(RaftMachine):
         self._settle()
 
     # --- clients -------------------------------------------------------------------------------
+    @rule()
+    def add_two_nodes_at_once(self) -> None:
+        """Two voters added through the leader without waiting for the first change to commit: a caller
+        that ignores pysyncobj's "wait for the previous change" (nothing enforces it; finding 1)."""
+        if self._may_change_membership() and len(self.cluster.voter_ids) + 2 <= self.max_voters:
+            self.cluster.add_node()
+            self.cluster.add_node()
+            note("membership: two changes at once")
+        self._settle()
+
     @rule(key=st.sampled_from(KEYS), via=targets, timeout=st.sampled_from((0.1, 0.5, 2.0)))
     def write_with_timeout(self, key: str, via: str, timeout: float) -> None:
         """A client that gives up after ``timeout``: the write's outcome is then unknown."""
