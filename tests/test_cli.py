@@ -258,6 +258,29 @@ def test_replay_falls_back_to_the_network_machine(bug_report, capsys):
     assert "cannot import 'no_such_module.NoSuchMachine'; replaying on harness.fuzz.machine.RaftMachine" in out
 
 
+def test_replay_finds_a_machine_module_by_the_file_the_report_names(bug_report, tmp_path, capsys):
+    """pytest imports a test file outside any package by its bare name (bench/properties/, a project's own
+    folder): only its recorded folder makes it importable again, for replay and for triage."""
+    path = bug_report / "counterexample.json"
+    doc = json.loads(path.read_text())
+    assert doc["machine_file"] == str(HERE / "cli_machines.py")
+    elsewhere = tmp_path / "campaigns"
+    elsewhere.mkdir()
+    module = elsewhere / "own_campaign.py"
+    module.write_text("from cli_machines import InjectedBugRaft as OwnCampaign\n")  # tests/ is on sys.path
+    path.write_text(json.dumps(dict(doc, machine="own_campaign.OwnCampaign", machine_file=None)))
+    assert cli.main(["replay", str(bug_report)]) == 0  # not importable: RaftMachine, which has no such bug
+    assert "cannot import 'own_campaign.OwnCampaign'" in capsys.readouterr().out
+    sys.modules.pop("own_campaign", None)
+    path.write_text(json.dumps(dict(doc, machine="own_campaign.OwnCampaign", machine_file=str(module))))
+    before = list(sys.path)
+    assert cli.main(["replay", str(bug_report)]) == 1
+    out = capsys.readouterr().out
+    assert "on cli_machines.InjectedBugRaft" in out and "STILL FAILS" in out
+    assert str(elsewhere) not in sys.path and sys.path == before
+    sys.modules.pop("own_campaign", None)
+
+
 def test_replay_on_a_machine_that_does_not_fit(bug_report, capsys):
     code = cli.main(["replay", str(bug_report), "--machine", "cli_machines.QuietRaft"])
     assert "has no rule 'partition'" in one_line_error(capsys.readouterr().err, code)

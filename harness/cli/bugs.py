@@ -48,8 +48,10 @@ def name_reports(directories: Sequence[str], first_seen: Dict[str, float], out: 
             continue
         named = doc.get("triage")
         if named is None:
-            with replay_support():
-                machine = load_machine(str(doc.get("machine") or "")) or default_machine(str(doc.get("network")))
+            near = doc.get("machine_file")
+            with replay_support(near):
+                machine = (load_machine(str(doc.get("machine") or ""), near)
+                           or default_machine(str(doc.get("network"))))
                 try:
                     result = from_report(doc, machine, triage_seconds=triage_seconds,
                                          minimize_seconds=minimize_seconds)

@@ -69,7 +69,7 @@ def replay_report(path: str, machine_name: Optional[str], out) -> int:
     from harness.adapter.observe import VERSION
 
     name = machine_name or doc.get("machine") or ""
-    cls = load_machine(name) if name else None
+    cls = load_machine(name, None if machine_name else doc.get("machine_file")) if name else None
     if cls is None:
         if machine_name:
             raise UsageError(f"--machine: cannot import a state machine class named {machine_name!r}")

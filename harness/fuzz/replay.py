@@ -58,8 +58,9 @@ def _search_path() -> List[str]:
 
 
 @contextlib.contextmanager
-def _importable() -> Iterator[None]:
-    added = [p for p in _search_path() if p not in sys.path]
+def _importable(near: Optional[str] = None) -> Iterator[None]:
+    extra = [os.path.dirname(os.path.abspath(near))] if near else []
+    added = [p for p in extra + _search_path() if p not in sys.path]
     sys.path[:0] = added
     try:
         yield
@@ -69,12 +70,13 @@ def _importable() -> Iterator[None]:
                 sys.path.remove(p)
 
 
-def load_machine(name: str) -> Optional[type]:
-    """The state machine class ``module.Qual.Name`` a recording names, or None if it cannot be imported."""
+def load_machine(name: str, near: Optional[str] = None) -> Optional[type]:
+    """The state machine class ``module.Qual.Name`` a recording names, or None if it cannot be imported;
+    ``near``: the file the recording says the module was (its folder is searched first)."""
     parts = name.split(".")
     if "<locals>" in parts:
         return None
-    with _importable():
+    with _importable(near):
         for i in range(len(parts) - 1, 0, -1):
             module_name = ".".join(parts[:i])
             try:
@@ -126,9 +128,10 @@ def check_invariants(machine: RuleBasedStateMachine, during_init: bool) -> None:
 
 
 @contextlib.contextmanager
-def replay_support() -> Iterator[None]:
-    """Let recorded machine modules (``properties/``, ``tests/``) be imported while replaying."""
-    with _importable():
+def replay_support(near: Optional[str] = None) -> Iterator[None]:
+    """Let recorded machine modules (``properties/``, ``tests/``, the folder of ``near``) be imported while
+    replaying."""
+    with _importable(near):
         yield
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Dict, Optional, Tuple
 
 from harness.adapter.patching import installed as installed_patches
@@ -103,6 +104,9 @@ def write_counterexample(directory: str, machine, error: BaseException) -> str:
     doc = {
         "format": FORMAT_VERSION,
         "machine": f"{type(machine).__module__}.{type(machine).__qualname__}",
+        # where that module was: pytest imports a test file outside any package by its bare name, which
+        # only its own folder makes importable again (bench/properties/, a project's fuzz/ folder)
+        "machine_file": getattr(sys.modules.get(type(machine).__module__), "__file__", None),
         "pysyncobj_version": cluster.pysyncobj_version if cluster else None,
         "patches": installed_patches(),  # harness.adapter.patching patches in effect (known fixes, injected bugs)
         "network": machine.network,
