@@ -14,6 +14,14 @@
   commit index applied to the node's own stale log).  It must keep failing,
   and the violation now names the message that broke it.
 
+* ``nemesis-two-membership-changes-with-every-fix``: NOT YET EXPLAINED.  The first nemesis
+  campaign with every known fix and the ``add_two_nodes_at_once`` rule (bench, seed 1932581445):
+  a restarted n1 becomes leader of term 29 without the committed 59@5, and overwrites 49..59 on a
+  7-voter cluster whose second changes were all refused (REQUEST_DENIED).  No fix removes it; the
+  rule is needed (the same steps with ``add_node`` in its place pass, but that also moves node ids
+  and timing).  Whether it is the harness' mistake, finding 1's fix falling short, or a new
+  pysyncobj bug is open: it must keep failing, unnamed, until it is explained.
+
 * ``clients-*``: the first campaigns with the ``clients_answered`` check reported clients left
   waiting that pysyncobj had not lost; each was the harness' mistake, and each replays as passing
   (see the tests below).
@@ -101,6 +109,13 @@ def test_an_old_connection_s_stale_append_entries_on_fifo_is_finding_2():
     run = _replay("old-connection-truncates-committed-entries")
     assert run.failed and "state_machine_safety" in run.invariants, run.headline
     assert _triage("old-connection-truncates-committed-entries").label == "known: finding 2"
+
+
+def test_the_unexplained_nemesis_recording_still_fails_and_no_fix_names_it():
+    run = _replay("nemesis-two-membership-changes-with-every-fix")
+    assert run.failed and "leader_completeness" in run.invariants, run.headline
+    assert "n1 became leader of term 29 without entry 59@5" in str(run.error)
+    assert _triage("nemesis-two-membership-changes-with-every-fix").label == "NEW"
 
 
 @pytest.mark.parametrize("case", [

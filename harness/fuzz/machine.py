@@ -84,8 +84,8 @@ def _record_rules(cls: type) -> None:
 class Failure:
     """The last property a machine broke in this process, as data: what triage and the minimiser need.
 
-    Hypothesis replays the shrunk example last before it reports, so after a failing test this is the
-    shrunk counterexample's record (see harness.fuzz.outcomes).
+    Hypothesis replays the failing example last before it reports (the shrunk one, under a profile that
+    shrinks), so after a failing test this is the counterexample's record (see harness.fuzz.outcomes).
     """
 
     machine: type
@@ -108,7 +108,8 @@ class RaftMachine(RuleBasedStateMachine):
 
     With ``RAFT_HARNESS_REPORT=DIR`` in the environment, a failing run writes
     ``DIR/counterexample.json`` (every step, node states, messages delivered);
-    the last failing run Hypothesis makes is the shrunk one, so that is what stays.
+    the last failing run Hypothesis makes is the reported one (shrunk, if the profile shrinks), so that
+    is what stays.
     """
 
     def __init_subclass__(cls, **kwargs) -> None:

@@ -1,7 +1,8 @@
 """What a failing state-machine test means: a known pysyncobj bug is an expected failure, a NEW one fails.
 
 When a RaftMachine test fails, pytest's report is rewritten here (from the plugin's
-``pytest_runtest_makereport``): the shrunk counterexample is triaged and minimised
+``pytest_runtest_makereport``): the counterexample (Hypothesis' shrunk one where the profile shrinks,
+else the first failing example) is triaged and minimised
 (:mod:`harness.ledger.verdicts`), a section with the verdict and the minimised, runnable steps is
 added, and a failure whose violation a ledger fix removes becomes ``XFAIL ... known pysyncobj bug N:
 title`` — unless ``--raft-strict-known`` asks for it to fail like any other (pysyncobj's maintainers
