@@ -108,8 +108,7 @@ class RaftMachine(RuleBasedStateMachine):
 
     With ``RAFT_HARNESS_REPORT=DIR`` in the environment, a failing run writes
     ``DIR/counterexample.json`` (every step, node states, messages delivered);
-    the last failing run Hypothesis makes is the reported one (shrunk, if the profile shrinks), so that
-    is what stays.
+    what stays is the last failing run Hypothesis makes: the one it reports (shrunk, if the profile shrinks).
     """
 
     def __init_subclass__(cls, **kwargs) -> None:
