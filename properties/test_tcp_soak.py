@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from harness import LivenessViolation, SafetyChecker, SafetyViolation, Violation, check_linearizable
-from harness.check.answers import clients_answered
+from harness.check.answers import follower_clients_answered
 from harness.environment import SOAK_EXAMPLES_ENV
 from harness.history import PENDING
 from harness.report.text import describe
@@ -144,11 +144,9 @@ class TcpSoak(RuleBasedStateMachine):
         return c.now - start, committed
 
     def _check_answered(self, waited: float, committed: int) -> None:
-        """Judge the clients of the nodes that follow the leader (applied what it had committed when the
-        wait began); one that never caught up cannot answer and is no evidence of a lost command."""
         c = self.cluster
-        following = {n for n in c.node_ids if c.is_up(n) and c.state(n).last_applied >= committed}
-        violations = clients_answered([op for op in c.history if op.via in following], waited, clock="wall")
+        violations = follower_clients_answered([c.state(n) for n in c.up_ids()], c.history, committed, waited,
+                                               clock="wall")
         if violations:
             self._fail(LivenessViolation(f"{violations[0]}\n{describe(c)}", violations))
 

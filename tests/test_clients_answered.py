@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from harness import Cluster, MessageTypeFilter
 from harness.adapter.patching import inject
-from harness.check.answers import clients_answered
+from harness.check.answers import clients_answered, follower_clients_answered
 from harness.fuzz.machine import RaftMachine
 from harness.history import FAILED, OK, PENDING, UNKNOWN, History
 from harness.ledger.triage import triage
@@ -45,6 +45,23 @@ def test_a_waiting_operation_is_a_violation_that_names_it_and_its_node():
 def test_on_real_sockets_the_wait_is_said_in_wall_seconds():
     (v,) = clients_answered(_history(PENDING), 40.0, clock="wall")
     assert "1 client operation(s) still unanswered 40 wall seconds" in v.message
+
+
+def test_only_the_clients_of_nodes_that_follow_the_leader_are_judged():
+    """n1 and n2 are up and applied index 5 (the leader's commit index when the wait began): their waiting
+    clients are violations; n3 is up but stuck at 3, n4 is down: theirs are not judged."""
+    import dataclasses
+
+    from harness.state import NodeState
+
+    base = NodeState(id="n1", incarnation=1, up=True, voter=True, role="follower", term=2, voted_for=None,
+                     leader="n2", commit_index=5, last_applied=5, first_index=1, last_index=5, last_term=2)
+    states = [base, dataclasses.replace(base, id="n2", role="leader"),
+              dataclasses.replace(base, id="n3", commit_index=3, last_applied=3),
+              dataclasses.replace(base, id="n4", up=False)]
+    (v,) = follower_clients_answered(states, _history(PENDING, PENDING, PENDING, PENDING), 5, 60.0)
+    assert v.nodes == ("n1", "n2") and v.message.startswith("2 client operation(s)")
+    assert follower_clients_answered(states[2:], _history(PENDING, PENDING, PENDING, PENDING), 5, 60.0) == []
 
 
 def test_answered_failed_and_unknown_operations_are_not_waiting():

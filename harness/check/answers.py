@@ -14,6 +14,7 @@ from typing import Iterable, List
 
 from harness.check.invariants import Violation
 from harness.history import PENDING, Operation
+from harness.state import NodeState
 
 #: How many waiting operations a violation lists by name (the count is always given).
 _LISTED = 5
@@ -31,3 +32,13 @@ def clients_answered(ops: Iterable[Operation], waited: float, clock: str = "virt
                       f"{len(waiting)} client operation(s) still unanswered {waited:g} {clock} seconds after "
                       f"the healed cluster committed a write, on nodes that follow the leader: {listed}",
                       nodes=tuple(sorted({op.via for op in waiting})))]
+
+
+def follower_clients_answered(states: Iterable[NodeState], ops: Iterable[Operation], committed: int,
+                              waited: float, clock: str = "virtual") -> List[Violation]:
+    """:func:`clients_answered` for the clients of the nodes that follow the leader: up, and applied what
+    it had committed when the wait began (``committed``).  A node that never caught up, e.g. a read-only
+    node that knows none of the voters added since it started, cannot answer and is no evidence of a
+    lost command."""
+    following = {s.id for s in states if s.up and s.last_applied >= committed}
+    return clients_answered([op for op in ops if op.via in following], waited, clock)

@@ -4,9 +4,9 @@
 :class:`NemesisRules` adds what real clusters also see (Jepsen's nemeses): one directed link slowed,
 lossy, held or cut; asymmetric partitions and partitions of named shapes; process pauses; clock
 skew; leadership transfer; and clients that time out, write through several nodes at once, read
-locally, or change membership twice without waiting.  Every argument is a plain value (node ids, a ring order as a string, rates), so a shrunk
-counterexample prints as steps that can be pasted into a test; a rule naming a node the cluster
-lacks does nothing, as in the base machine.  Local reads are checked after every step by
+locally, or change membership twice without waiting.  Every argument is a plain value (node ids, a
+ring order as a string, rates), so a shrunk counterexample prints as steps that can be pasted into a
+test; a rule naming a node the cluster lacks does nothing, as in the base machine.  Local reads are checked after every step by
 :mod:`harness.check.local_reads` (stale reads are allowed, going back is not).
 
 Use it as the base of a machine in ``properties/``, or mix its rules into another machine by

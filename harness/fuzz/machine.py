@@ -23,7 +23,7 @@ from harness.sim.cluster import Cluster
 from harness.wire.filters import (DelayFilter, DropPacketFilter, DuplicateFilter, HoldFilter, MessageTypeFilter,
                       ReorderFilter)
 from harness.history import PENDING, UNKNOWN
-from harness.check.answers import clients_answered
+from harness.check.answers import follower_clients_answered
 from harness.check.invariants import LivenessViolation, SafetyChecker, SafetyViolation, Violation
 from harness.kv import KVStore
 from harness.check.linearizability import LinearizabilityResult, Model, SearchTooLarge, check_linearizable
@@ -326,12 +326,8 @@ class RaftMachine(RuleBasedStateMachine):
         return c.now - start, committed
 
     def _check_answered(self, waited: float, committed: int) -> None:
-        """Judge the clients of the nodes that follow the leader (applied what it had committed when the
-        wait began): a node that never caught up, e.g. a read-only node that knows none of the voters
-        added since it started, cannot answer and is no evidence of a lost command."""
         c = self.cluster
-        following = {n for n in c.up_ids() if c.state(n).last_applied >= committed}
-        violations = clients_answered([op for op in c.history if op.via in following], waited)
+        violations = follower_clients_answered([c.state(n) for n in c.up_ids()], c.history, committed, waited)
         if violations:
             self._fail(LivenessViolation(f"{violations[0]}\n{describe(self.cluster)}", violations))
 

@@ -45,7 +45,7 @@ _PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shri
 # bounds.  Hypothesis' shrinker is bounded only by its own 300 s and, on these machines, spends most of
 # them re-running examples that pass: it made a known bug cost a CI shard 100-300 s instead of 20-40.
 # The long campaigns (raft-fuzz) keep it: there a failure is rare and its shrunk form goes to the database.
-_BOUNDED_PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
+_BOUNDED_PHASES = [phase for phase in _PHASES if phase is not Phase.shrink]
 
 
 def register() -> None:
