@@ -14,13 +14,11 @@
   commit index applied to the node's own stale log).  It must keep failing,
   and the violation now names the message that broke it.
 
-* ``nemesis-two-membership-changes-with-every-fix``: NOT YET EXPLAINED.  The first nemesis
-  campaign with every known fix and the ``add_two_nodes_at_once`` rule (bench, seed 1932581445):
-  a restarted n1 becomes leader of term 29 without the committed 59@5, and overwrites 49..59 on a
-  7-voter cluster whose second changes were all refused (REQUEST_DENIED).  No fix removes it; the
-  rule is needed (the same steps with ``add_node`` in its place pass, but that also moves node ids
-  and timing).  Whether it is the harness' mistake, finding 1's fix falling short, or a new
-  pysyncobj bug is open: it must keep failing, unnamed, until it is explained.
+* ``nemesis-restart-forgets-uncommitted-membership``: the first nemesis campaign with every known
+  fix (bench, seed 1932581445), NEW until explained: a restarted n1 becomes leader of term 29
+  without the committed 59@5.  Its log held "add n7" past its stored commit index; restarted from
+  its dump it counted 5 voters instead of 6 (the cluster had 7), and two stale nodes elected it.
+  Finding 23: with its fix the recording passes, so triage names it.
 
 * ``clients-*``: the first campaigns with the ``clients_answered`` check reported clients left
   waiting that pysyncobj had not lost; each was the harness' mistake, and each replays as passing
@@ -111,11 +109,12 @@ def test_an_old_connection_s_stale_append_entries_on_fifo_is_finding_2():
     assert _triage("old-connection-truncates-committed-entries").label == "known: finding 2"
 
 
-def test_the_unexplained_nemesis_recording_still_fails_and_no_fix_names_it():
-    run = _replay("nemesis-two-membership-changes-with-every-fix")
+def test_the_nemesis_recording_still_fails_and_triage_names_finding_23():
+    """Recorded with the eleven fixes of its day: it fails with them, and passes with finding 23's too."""
+    run = _replay("nemesis-restart-forgets-uncommitted-membership")
     assert run.failed and "leader_completeness" in run.invariants, run.headline
     assert "n1 became leader of term 29 without entry 59@5" in str(run.error)
-    assert _triage("nemesis-two-membership-changes-with-every-fix").label == "NEW"
+    assert _triage("nemesis-restart-forgets-uncommitted-membership").label == "known: finding 23"
 
 
 @pytest.mark.parametrize("case", [

@@ -1,8 +1,9 @@
-"""Fixes for the findings in how a pysyncobj node restarts from its dump and journal (FINDINGS.md 5, 14).
+"""Fixes for the findings in how a pysyncobj node restarts from its dump and journal (FINDINGS.md 5, 14, 23).
 
-Both patch ``SyncObj.__loadDumpFile``, the method a restarted node runs on its first tick (and a
+Two patch ``SyncObj.__loadDumpFile``, the method a restarted node runs on its first tick (and a
 follower runs when a snapshot has arrived), at two disjoint places: which journal entries survive
-the dump, and what the stored commit index may claim afterwards.  Each is a
+the dump, and what the stored commit index may claim afterwards.  The third patches that first tick
+itself: which voters a restarted node counts.  Each is a
 :class:`~harness.adapter.patching.Mutation` with a probe that is True only with the fix in;
 :mod:`harness.adapter.fixes` collects them into ``KNOWN_FIXES``.
 """
@@ -11,15 +12,15 @@ from __future__ import annotations
 from typing import List, Tuple
 
 from harness.adapter.patching import LOAD_DUMP, Mutation
-from harness.adapter.probes import Probe, scratch_files, snapshot_data
+from harness.adapter.probes import Probe, membership_change, scratch_files, snapshot_data
 
 __all__ = ["FIXES"]
 
 
-def _write_dump(path: str, last: Tuple[int, int], prev: Tuple[int, int]) -> None:
+def _write_dump(path: str, last: Tuple[int, int], prev: Tuple[int, int], members: Tuple[str, ...] = ()) -> None:
     """A dump file as pysyncobj writes one, its log ending at ``last`` (index, term) after ``prev``."""
     with open(path, "wb") as f:
-        f.write(snapshot_data(last=last, prev=prev))
+        f.write(snapshot_data(last=last, prev=prev, members=members))
 
 
 # --------------------------------------------------------------------------------------------
@@ -43,6 +44,23 @@ def _probe_commit_index_clamped_to_log(p: Probe) -> bool:
         _write_dump(dump, last=(3, 1), prev=(2, 1))
         node.tick()  # loads the dump: the log becomes 2@1 3@1
         return node.log == [(2, 1), (3, 1)] and node.obj.raftCommitIndex == 3
+
+
+def _probe_membership_of_the_log(p: Probe) -> bool:
+    """A node whose log holds "add d" past its commit index counts d after a restart, with and
+    without a dump to start from."""
+    with scratch_files("journal", "dump") as (journal, dump):
+        with Probe(journal=journal, dynamic=True) as before:
+            before.append(2, 1)
+            before.append(3, 1, membership_change("add", "d"))  # appended; its commit never reached it
+        with Probe(journal=journal, dynamic=True) as restarted:  # started with the voters it began with
+            restarted.tick()
+            from_journal = restarted.members == ["b", "c", "d"]
+        # compacted through 2@1 when the voters were a, b, e (c was replaced before)
+        _write_dump(dump, last=(2, 1), prev=(1, 0), members=("a", "b", "e"))
+        with Probe(journal=journal, dump=dump, dynamic=True) as restarted:
+            restarted.tick()  # loads the dump: its voters replace the ones it was started with
+            return from_journal and restarted.members == ["b", "d", "e"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,5 +114,28 @@ FIXES: List[Mutation] = [
              "\n"
              "        if self.__conf.dynamicMembershipChange:\n"),
         probe=_probe_commit_index_clamped_to_log,
+    ),
+    Mutation(
+        name="membership_of_the_log_on_restart",
+        title="Finding 23: a restarted node counts the voters of its log's latest membership entry",
+        description=(
+            "pysyncobj applies a membership entry to a running node's voters as soon as it is appended "
+            "(Raft's rule: a node uses the latest configuration in its log, committed or not).  A "
+            "restarted node rebuilds its voters from the peers it was started with, or its dump's, and "
+            "then only from entries as they are applied, so a change its log holds past its stored "
+            "commit index is missing until that index is committed again: it counts votes and "
+            "replicas against an older configuration.  With the fix, the first tick (where the dump "
+            "is loaded) applies the membership entries past the last applied index, as appending them "
+            "did before the crash; applying them again on commit changes nothing, as before."),
+        method="_onTick",
+        old=("        self.__needLoadDumpFile = False\n"),
+        new=("        self.__needLoadDumpFile = False\n"
+             "        # KNOWN FIX membership_of_the_log_on_restart (finding 23)\n"
+             "        if self.__conf.dynamicMembershipChange:\n"
+             "            for entry in self.__getEntries(self.__raftLastApplied + 1):\n"
+             "                request = self.__parseChangeClusterRequest(entry[0])\n"
+             "                if request is not None:\n"
+             "                    self.__doChangeCluster(request)\n"),
+        probe=_probe_membership_of_the_log,
     ),
 ]

@@ -32,6 +32,8 @@ from harness.adapter import timing
 FOLLOWER, CANDIDATE, LEADER = 0, 1, 2
 #: pysyncobj's no-op command type byte.
 NOOP = b"\x01"
+#: pysyncobj's membership-change command type byte.
+MEMBERSHIP = b"\x02"
 
 
 class _RecordingTransport(Transport):
@@ -68,8 +70,8 @@ class Probe:
     """
 
     def __init__(self, self_id: str = "a", others: Sequence[str] = ("b", "c"),
-                 journal: Optional[str] = None, dump: Optional[str] = None) -> None:
-        conf = SyncObjConf(autoTick=False, dynamicMembershipChange=False, journalFile=journal,
+                 journal: Optional[str] = None, dump: Optional[str] = None, dynamic: bool = False) -> None:
+        conf = SyncObjConf(autoTick=False, dynamicMembershipChange=dynamic, journalFile=journal,
                            fullDumpFile=dump, logCompactionMinEntries=10 ** 9, logCompactionMinTime=10 ** 9)
         self.obj = _syncobj.SyncObj(Node(self_id), [Node(o) for o in others], conf, nodeClass=Node,
                                     transportClass=_RecordingTransport)
@@ -84,6 +86,11 @@ class Probe:
 
     def append(self, index: int, term: int, command: bytes = NOOP) -> None:
         self.get("raftLog").add(command, index, term)
+
+    @property
+    def members(self) -> List[str]:
+        """The other voters this node counts, by id."""
+        return sorted(n.id for n in self.get("otherNodes"))
 
     @property
     def log(self) -> List[Tuple[int, int]]:
@@ -153,13 +160,19 @@ def snapshot_chunk(term: int, commit: int, data: bytes, first: bool, last: bool)
     return {"type": "append_entries", "term": term, "commit_index": commit, "serialized": (data, first, last)}
 
 
-def snapshot_data(last: Tuple[int, int], prev: Tuple[int, int]) -> bytes:
+def snapshot_data(last: Tuple[int, int], prev: Tuple[int, int], members: Sequence[str] = ()) -> bytes:
     """A whole snapshot as pysyncobj serializes one: no state machine data, the log ending at
-    ``last`` (index, term) after ``prev``, no cluster members."""
+    ``last`` (index, term) after ``prev``, the voters ``members`` (the cluster it records)."""
     data = io.BytesIO()
     with gzip.GzipFile(fileobj=data, mode="wb") as g:
-        pysyncobj_pickle.dump((None, (NOOP,) + last, (NOOP,) + prev, set()), g)
+        pysyncobj_pickle.dump((None, (NOOP,) + last, (NOOP,) + prev, {Node(m) for m in members}), g)
     return data.getvalue()
+
+
+def membership_change(kind: str, node_id: str) -> bytes:
+    """A membership entry's command as ``addNodeToCluster``/``removeNodeFromCluster`` write it (``kind``:
+    ``add`` or ``rem``)."""
+    return MEMBERSHIP + pysyncobj_pickle.dumps([kind, node_id, Node(node_id)])
 
 
 # --- running one ------------------------------------------------------------------------------

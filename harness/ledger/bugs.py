@@ -175,6 +175,11 @@ _BUGS: List[Bug] = [
     Bug(22, "a command whose log index a received snapshot covers is never answered", "0.3.11", "0.3.17", "fifo",
         (_F + "test_command_covered_by_snapshot.py::test_a_write_under_a_received_snapshot_is_answered",),
         fix="command_under_snapshot_answered"),
+    Bug(23, "a restarted node forgets a membership change its log holds but it had not seen committed",
+        "0.3.11", "0.3.17", "fifo",
+        (_F + "test_restart_forgets_uncommitted_membership.py::"
+              "test_a_restarted_node_counts_the_voters_of_its_logs_latest_membership_entry",),
+        fix="membership_of_the_log_on_restart"),
 ]
 
 #: Every known bug by id.
