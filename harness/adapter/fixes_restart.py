@@ -17,8 +17,10 @@ from harness.adapter.probes import Probe, membership_change, scratch_files, snap
 __all__ = ["FIXES"]
 
 
-def _write_dump(path: str, last: Tuple[int, int], prev: Tuple[int, int], members: Tuple[str, ...] = ()) -> None:
-    """A dump file as pysyncobj writes one, its log ending at ``last`` (index, term) after ``prev``."""
+def _write_dump(path: str, last: Tuple[int, int], prev: Tuple[int, int],
+                members: Tuple[str, ...] = ()) -> None:
+    """A dump file as pysyncobj writes one, its log ending at ``last`` (index, term) after ``prev``, with
+    the voters ``members``."""
     with open(path, "wb") as f:
         f.write(snapshot_data(last=last, prev=prev, members=members))
 
@@ -126,7 +128,8 @@ FIXES: List[Mutation] = [
             "commit index is missing until that index is committed again: it counts votes and "
             "replicas against an older configuration.  With the fix, the first tick (where the dump "
             "is loaded) applies the membership entries past the last applied index, as appending them "
-            "did before the crash; applying them again on commit changes nothing, as before."),
+            "did before the crash; applying them again on commit then does what it does in a node that "
+            "never crashed."),
         method="_onTick",
         old=("        self.__needLoadDumpFile = False\n"),
         new=("        self.__needLoadDumpFile = False\n"

@@ -13,7 +13,8 @@ Five voters; V is a follower, S1 and S2 the two stale ones, L the leader, X the 
 
 1. V writes a dump (voters: the five).  {S1, S2} are partitioned off.
 2. n6 is added: V appends the entry and acknowledges it, L commits it (L, V, X, n6: 4 of 6), and
-   the commit never reaches V (it is paused as the leader counts its acknowledgement).  V crashes, its stored commit index below the entry.
+   the commit never reaches V (it is paused as the leader counts its acknowledgement).  V
+   crashes, its stored commit index below the entry.
 3. n7 is added and a write W commits on L, X, n6, n7 (4 of 7).
 4. {V, S1, S2} | {L, X, n6, n7}, V restarts: from its dump it counts five voters, not six, and
    S1 and S2, whose logs end before the n6 entry, elect it: 3 votes, a majority of five.  It leads
@@ -34,14 +35,6 @@ pytestmark = pytest.mark.xfail(strict=True, raises=SafetyViolation,
                                       "its dump and applied entries only")
 
 TIMEOUTS = dict(raftMinTimeout=1.0, raftMaxTimeout=2.0, appendEntriesPeriod=0.1)
-
-
-def _add(w: Watched, timeout: float = 5.0) -> str:
-    """Add a voter through the leader and wait until the leader reports it added."""
-    node = w.c.add_node()
-    change = w.c.membership_changes[-1]
-    assert w.run_until(lambda: change.outcome == OK, timeout), change
-    return node
 
 
 def test_a_restarted_node_counts_the_voters_of_its_logs_latest_membership_entry():
@@ -67,7 +60,9 @@ def test_a_restarted_node_counts_the_voters_of_its_logs_latest_membership_entry(
         assert c.state(v).commit_index < entry
         c.crash(v)
         # 3. n7 joins and W commits on L, X, n6, n7.
-        _add(w)
+        c.add_node()
+        change = c.membership_changes[-1]
+        assert w.run_until(lambda: change.outcome == OK, 5), change
         w.must_put("w", "W")
         # 4. V restarts among the stale nodes.
         c.heal()
