@@ -16,11 +16,15 @@ import pytest
 
 from harness.adapter import observe as compat
 from harness.adapter.patching import inject
-from harness.check.events import Applied, CommitChanged, Crashed, LeaderElected, Started, VoteGranted, digest
+from harness.check.events import (Applied, CommitChanged, Crashed, LeaderElected, MatchRaised, Started, VoteGranted,
+                                  digest)
 from harness.check.invariants import SafetyChecker, SafetyViolation
 from harness.check.stream import StreamHistory, dispatch
 from harness.sim.cluster import Cluster
 from harness.state import Entry
+
+from tests.findings.test_stale_success_reply import TIMEOUTS, _minority_commit
+from tests.scenarios._support import Watched
 
 
 def _live_log(c: Cluster, node: str):
@@ -97,6 +101,7 @@ def test_events_say_what_the_node_was_handling():
     assert {str(e.handling) for e in events[:3]} == {"start"}
     won = [e for e in events if isinstance(e, LeaderElected)]
     assert won and all(e.handling.kind == "response_vote" and e.handling.activity == "message" for e in won)
+    assert all(e.voters == ("n1", "n2", "n3") for e in won)  # the configuration the winner counted in
     votes = [e for e in events if isinstance(e, VoteGranted)]
     assert {e.handling.kind for e in votes if e.candidate != e.node} == {"request_vote"}
     assert {e.handling.activity for e in votes if e.candidate == e.node} == {"tick"}  # a candidate's own vote
@@ -107,6 +112,24 @@ def test_events_say_what_the_node_was_handling():
     assert (crash.node, str(crash.handling)) == (leader, "harness")
     times = [e.time for e in events]
     assert times == sorted(times)
+
+
+def test_a_leaders_match_index_rises_are_recorded_with_the_followers_incarnation_and_term():
+    with Cluster(3, seed=1, record_events=True) as c:
+        c.wait_leader()
+        c.must_put("k", 1)
+        c.run_for(0.5)
+        leader = c.leader()
+        followers = sorted(set(c.node_ids) - {leader})
+        last = c.state(leader).last_index
+        events = c.take_events()
+    raised = [e for e in events if isinstance(e, MatchRaised)]
+    assert sorted({e.follower for e in raised}) == followers
+    assert all(e.node == leader and e.handling.kind == "next_node_idx" and e.follower_incarnation == 1
+               and e.follower_term == e.term for e in raised)
+    for f in followers:
+        indexes = [e.index for e in raised if e.follower == f]
+        assert indexes == sorted(set(indexes)) and indexes[-1] == last
 
 
 def test_take_events_needs_record_events():
@@ -178,3 +201,17 @@ def test_the_same_runs_are_clean_on_unmodified_pysyncobj():
     for seed in range(4):
         found, missed, _ = _run_both(seed)
         assert found is None and missed is None, (seed, found, missed)
+
+
+def test_the_stream_checker_catches_the_stale_reply_as_it_arrives():
+    """Finding 21's steps: ``leader_match_rule`` fires at step 4, the instant B's reply of term 1 raises A's
+    match index, before W exists; with the fix the same steps run clean."""
+    with Cluster(5, seed=0, network="fifo", record_events=True, **TIMEOUTS) as c:
+        w = Watched(c)
+        with pytest.raises(SafetyViolation, match=r"leader_match_rule: leader n\d of term 3 counts n\d up to index 9, "
+                                                  r"where n\d has 9@1 and the leader no entry") as caught:
+            _minority_commit(w)
+        assert "next_node_idx" in str(caught.value) and c.state(c.leader()).last_index < 9
+    with inject("replies_of_current_term_only"):
+        with Cluster(5, seed=0, network="fifo", record_events=True, **TIMEOUTS) as c:
+            _minority_commit(Watched(c))

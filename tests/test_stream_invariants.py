@@ -12,11 +12,13 @@ from typing import List, Sequence
 import pytest
 
 from harness.check.events import (Applied, CommitChanged, Crashed, EntryWritten, Handling, LeaderElected,
-                                  LogCompacted, LogTruncated, SnapshotInstalled, Started, VoteGranted, digest)
+                                  LogCompacted, LogTruncated, MatchRaised, SnapshotInstalled, Started, VoteGranted,
+                                  digest)
 from harness.check.invariants import SafetyChecker, SafetyViolation, Violation
 from harness.state import Entry
 
 MSG = Handling("message", 42, "n3", "n1", "append_entries")
+REPLY = Handling("message", 43, "n2", "n1", "next_node_idx")
 
 
 def E(index: int, term: int, command: bytes = b"") -> Entry:
@@ -43,8 +45,8 @@ class Stream:
     def crash(self, node):
         return self._add(Crashed, node)
 
-    def elected(self, node, term):
-        return self._add(LeaderElected, node, term)
+    def elected(self, node, term, voters=()):
+        return self._add(LeaderElected, node, term, tuple(voters))
 
     def vote(self, node, term, candidate):
         return self._add(VoteGranted, node, term, candidate)
@@ -63,6 +65,11 @@ class Stream:
 
     def applied(self, node, old, new, term, entries):
         return self._add(Applied, node, old, new, term, tuple(entries))
+
+    def matched(self, leader, term, follower, index, follower_term, up=True):
+        inc = self.inc.get(follower, 1) if up else None
+        return self._add(MatchRaised, leader, term, follower, index, inc, follower_term if up else None,
+                         handling=REPLY)
 
 
 def judge(events: Sequence, checker: SafetyChecker = None) -> List[Violation]:
@@ -133,6 +140,38 @@ def test_a_vote_forgotten_by_a_release_that_does_not_store_it_is_not_a_vote_viol
 
 
 # --- log_matching -----------------------------------------------------------------------------------
+# --- election_quorum -----------------------------------------------------------------------------
+VOTERS = ("n1", "n2", "n3")
+
+
+def test_a_leader_with_the_votes_of_a_majority_in_its_term_passes():
+    s = three_nodes().vote("n1", 2, "n1").vote("n3", 2, "n1").elected("n1", 2, VOTERS)
+    assert judge(s.events) == []
+
+
+def test_a_vote_of_an_earlier_term_does_not_count():
+    s = three_nodes().vote("n1", 1, "n1").vote("n2", 1, "n1").vote("n1", 2, "n1").vote("n2", 2, "n3")
+    [v] = judge(s.elected("n1", 2, VOTERS).events)
+    assert (v.invariant, v.node, v.terms) == ("election_quorum", "n1", (2,))
+    assert "with the votes of n1 in that term, 1 of the 3 voters" in v.message and v.at == s.events[-1].time
+
+
+def test_votes_from_outside_the_configuration_do_not_count():
+    s = three_nodes().vote("n1", 2, "n1").vote("n4", 2, "n1").vote("n5", 2, "n1")
+    assert names(judge(s.elected("n1", 2, VOTERS).events)) == ["election_quorum"]
+
+
+def test_half_of_an_even_configuration_is_not_a_majority():
+    s = three_nodes().vote("n1", 2, "n1").vote("n2", 2, "n1")
+    assert names(judge(s.elected("n1", 2, VOTERS + ("n4",)).events)) == ["election_quorum"]
+
+
+def test_a_vote_given_before_a_crash_counts_and_an_unknown_configuration_is_not_judged():
+    s = three_nodes().vote("n1", 2, "n1").vote("n2", 2, "n1").crash("n2").elected("n1", 2, VOTERS)
+    assert judge(s.events) == []
+    assert judge(three_nodes().elected("n1", 2).events) == []
+
+
 def test_one_index_and_term_with_two_commands_is_caught():
     s = three_nodes().write("n1", E(2, 1, b"a"), 0).write("n2", E(2, 1, b"b"), 0)
     [v] = judge(s.events)
@@ -297,6 +336,46 @@ def test_the_first_commit_index_of_an_incarnation_is_not_judged():
     assert judge(s.commit("n1", None, 2, 3, 2, [E(1, 0, b"\x01"), E(2, 2)], leader=True).events) == []
 
 
+# --- leader_match_rule -------------------------------------------------------------------------------
+def _leader_of_term_3_and_a_follower_of_term_1() -> Stream:
+    """n1, leader of term 3, holds 2@3 and 3@3; n2 holds 2@1 and 3@1 from a leadership of term 1."""
+    s = three_nodes()
+    s.write("n2", E(2, 1), 0).write("n2", E(3, 1), 1)
+    s.elected("n1", 3).write("n1", E(2, 3), 0).write("n1", E(3, 3), 3)
+    return s
+
+
+def test_a_leader_counting_a_follower_for_an_entry_it_does_not_hold_is_caught():
+    s = _leader_of_term_3_and_a_follower_of_term_1().matched("n1", 3, "n2", 3, follower_term=1)
+    [v] = judge(s.events)
+    assert (v.invariant, v.nodes, v.indexes) == ("leader_match_rule", ("n1", "n2"), (3,))
+    assert "n2 has 3@1 and the leader 3@3" in v.message and v.at == s.events[-1].time
+
+
+def test_a_match_index_past_the_followers_log_or_the_leaders_is_caught():
+    s = _leader_of_term_3_and_a_follower_of_term_1()
+    [past_follower] = judge(s.matched("n1", 3, "n2", 4, follower_term=3).events)
+    assert "n2 has nothing" in past_follower.message
+    s = _leader_of_term_3_and_a_follower_of_term_1().write("n2", E(4, 1), 1)
+    [past_leader] = judge(s.matched("n1", 3, "n2", 4, follower_term=3).events)
+    assert "n2 has 4@1 and the leader no entry" in past_leader.message
+
+
+def test_a_follower_holding_the_leaders_entry_passes():
+    s = _leader_of_term_3_and_a_follower_of_term_1()
+    s.truncate("n2", 2, 1).write("n2", E(2, 3), 0).write("n2", E(3, 3), 3)
+    assert judge(s.matched("n1", 3, "n2", 3, follower_term=3).events) == []
+
+
+def test_a_follower_of_a_later_term_a_crashed_one_or_a_snapshot_index_is_not_judged():
+    s = _leader_of_term_3_and_a_follower_of_term_1()
+    assert judge(s.matched("n1", 3, "n2", 3, follower_term=4).events) == []  # a newer leader may have rewritten it
+    s = _leader_of_term_3_and_a_follower_of_term_1()
+    assert judge(s.matched("n1", 3, "n2", 3, follower_term=None, up=False).events) == []
+    s = _leader_of_term_3_and_a_follower_of_term_1().compact("n2", 3, 2)  # n2's snapshot covers 2
+    assert judge(s.matched("n1", 3, "n2", 2, follower_term=3).events) == []
+
+
 # --- the checker ----------------------------------------------------------------------------------
 def test_a_stream_checker_needs_events_and_a_sampling_one_takes_none():
     with pytest.raises(ValueError, match="needs the step's events"):
@@ -308,7 +387,8 @@ def test_a_stream_checker_needs_events_and_a_sampling_one_takes_none():
 def test_the_stream_checker_keeps_the_invariant_names():
     names_ = {inv.name for inv in SafetyChecker(stream=True).invariants}
     assert names_ == {"election_safety", "vote_safety", "log_matching", "state_machine_safety",
-                      "leader_completeness", "leader_commit_rule", "durability", "no_node_errors"}
+                      "leader_completeness", "leader_commit_rule", "leader_match_rule", "election_quorum",
+                      "durability", "no_node_errors"}
 
 
 def test_handling_names_the_message_or_the_tick_after_it():

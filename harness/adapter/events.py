@@ -13,7 +13,9 @@ Two waists, both O(1) per change:
   commit index and applied index with what it saw last.  One activation
   handles one message or runs one tick, and pysyncobj changes each of these at
   most once per activation (a vote, an election won, a commit), so nothing is
-  lost between two looks; the commit index is also caught in the journal.
+  lost between two looks; the commit index is also caught in the journal.  A
+  leader handling a ``next_node_idx`` reply also has its match index for that
+  follower compared (the only place pysyncobj raises one).
 
 Like the rest of :mod:`harness.adapter` this only reads pysyncobj's state:
 the journal calls reach the real journal unchanged and nothing is stored on
@@ -27,8 +29,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from harness.adapter.observe import VERSION_INFO, WatchedJournal, watch
 from harness.check.events import (START, Applied, CommitChanged, Crashed, EntryWritten, Event, Handling,
-                                  LeaderElected, LogCompacted, LogReloaded, LogTruncated, SnapshotInstalled,
-                                  Started, VoteGranted, digest)
+                                  LeaderElected, LogCompacted, LogReloaded, LogTruncated, MatchRaised,
+                                  SnapshotInstalled, Started, VoteGranted, digest)
 from harness.state import Entry
 
 _LEADER = 2
@@ -117,6 +119,7 @@ class _NodeTap:
         # (its first tick): until then they are what its files claim, which pysyncobj corrects first.
         self.commit: Optional[int] = None
         self.applied: Optional[int] = None
+        self.match: Dict[str, int] = {}  # as a leader: the match index last seen per follower
 
     def _emit(self, cls, *fields) -> None:
         tap = self.tap
@@ -167,9 +170,15 @@ class _NodeTap:
             self.term, self.vote = term, vote
         state = obj._SyncObj__raftState
         if state == _LEADER and (self.state != _LEADER or self.leader_term != term):
-            self._emit(LeaderElected, term)
+            voters = sorted(n.id for n in obj._SyncObj__otherNodes)
+            self._emit(LeaderElected, term, tuple(sorted(voters + [self.id])))
             self.leader_term = term
+            self.match = {}  # pysyncobj starts every leadership's match indexes at 0
         self.state = state
+        envelope = self.tap._envelope
+        if state == _LEADER and envelope is not None and envelope.kind == "next_node_idx" \
+                and self.tap._activity == "message":
+            self._match_reply(envelope.src)
         if self.commit is None and obj._SyncObj__needLoadDumpFile:
             return
         commit = obj._SyncObj__raftCommitIndex
@@ -180,6 +189,16 @@ class _NodeTap:
             old, self.applied = self.applied, applied
             lo = 1 if old is None else old + 1
             self._emit(Applied, old, applied, term, _between(self.log, lo, applied))
+
+    def _match_reply(self, follower: str) -> None:
+        """A leader handled a follower's reply: the one place pysyncobj raises a match index."""
+        index = next((i for n, i in self.obj._SyncObj__raftMatchIndex.items() if n.id == follower), 0)
+        seen = self.match.get(follower, 0)
+        self.match[follower] = index  # lower: reset meanwhile (a read-only node reconnecting starts at 0)
+        if index > seen:
+            other = self.tap._nodes.get(follower)
+            self._emit(MatchRaised, self.term, follower, index, None if other is None else other.incarnation,
+                       None if other is None else other.term)
 
     def _commit_changed(self, new: int) -> None:
         old, self.commit = self.commit, new

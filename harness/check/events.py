@@ -5,8 +5,8 @@ lasts less than a step (two leaders of one term until one hears the other, a
 vote granted twice, an entry applied and then rolled back) and can invent
 what never happened (a log copy that went stale while the node compacted its
 log).  The simulated cluster therefore records, as it happens, every change
-of role, term, vote, log, commit index and applied index of every node
-incarnation (:mod:`harness.adapter.events` does the recording), and the
+of role, term, vote, log, commit index, applied index and a leader's match
+indexes of every node incarnation (:mod:`harness.adapter.events` does the recording), and the
 checkers in :mod:`harness.check.stream` judge that stream.
 
 These are plain, immutable data: no pysyncobj object, so the checkers can be
@@ -87,9 +87,13 @@ class Crashed(Event):
 
 @dataclasses.dataclass(frozen=True)
 class LeaderElected(Event):
-    """The node became leader of ``term`` (or, leader already, took a term it was never elected in)."""
+    """The node became leader of ``term`` (or, leader already, took a term it was never elected in).
+
+    ``voters``: the configuration it counted votes in (its voters, itself included); empty: not known.
+    """
 
     term: int
+    voters: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,3 +169,18 @@ class Applied(Event):
     new: int
     term: int
     entries: Tuple[Entry, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchRaised(Event):
+    """Leader ``node`` of ``term`` raised its match index for ``follower`` to ``index``, on a reply.
+
+    ``follower_incarnation`` and ``follower_term`` are the follower's running incarnation and its current
+    term at that instant (both None while it is down: the reply outlived the incarnation that sent it).
+    """
+
+    term: int
+    follower: str
+    index: int
+    follower_incarnation: Optional[int]
+    follower_term: Optional[int]

@@ -6,7 +6,9 @@ per step.  These see every event of :mod:`harness.check.events`, in order, so
 * a second leader of a term is caught when it is elected, even if it steps
   down a millisecond later (``election_safety``);
 * a second vote in one term is caught when it is granted (``vote_safety``;
-  across restarts too on releases that store the vote, 0.3.16+);
+  across restarts too on releases that store the vote, 0.3.16+), and a
+  leader elected without the votes of a majority in its term when it is
+  elected (``election_quorum``);
 * an entry counts as committed as the node's own log held it at the instant
   its commit index passed it, or at the instant a node applied it, never as a
   copy the checker kept (``state_machine_safety``), and so does an entry
@@ -17,7 +19,9 @@ per step.  These see every event of :mod:`harness.check.events`, in order, so
 * every (index, term) written anywhere carries one command and follows one
   term (``log_matching``);
 * a leader's commit index lands only on an entry of its own term
-  (``leader_commit_rule``, Figure 8's first step).
+  (``leader_commit_rule``, Figure 8's first step), and its match index for a
+  follower rises only to an index where the follower holds the leader's entry
+  (``leader_match_rule``).
 
 Each handler costs O(1) per event (O(entries) for a commit or apply event),
 so a run's checking cost follows what happened, not how long it ran.
@@ -30,8 +34,8 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness.check.events import (Applied, CommitChanged, Crashed, EntryWritten, Event, LeaderElected,
-                                  LogCompacted, LogReloaded, LogTruncated, SnapshotInstalled, Started,
-                                  VoteGranted)
+                                  LogCompacted, LogReloaded, LogTruncated, MatchRaised, SnapshotInstalled,
+                                  Started, VoteGranted)
 from harness.check.invariants import Invariant, LogHistory, Violation
 from harness.state import Entry
 
@@ -268,6 +272,37 @@ class StateMachineSafety(StreamInvariant):
                 for s in states if s.up and s.commit_index > s.last_index]
 
 
+class ElectionQuorum(StreamInvariant):
+    """A leader of term T was granted votes in T by a majority of the configuration it counted in.
+
+    A win without one (a vote of an earlier term counted, one vote counted twice, a vote from outside
+    the configuration, a miscounted majority) is caught the instant it happens, whether or not a second
+    leader of T ever appears.  Votes are the :class:`VoteGranted` events, a candidate's own included,
+    of every incarnation: a vote given before a crash was given.
+    """
+
+    name = "election_quorum"
+
+    def __init__(self) -> None:
+        self.votes: Dict[Tuple[int, str], set] = {}  # (term, candidate) -> nodes that voted for it
+
+    def handlers(self):
+        return {VoteGranted: self._voted, LeaderElected: self._elected}
+
+    def _voted(self, e: VoteGranted, out: List[Violation]) -> None:
+        self.votes.setdefault((e.term, e.candidate), set()).add(e.node)
+
+    def _elected(self, e: LeaderElected, out: List[Violation]) -> None:
+        if not e.voters:
+            return
+        granted = sorted(self.votes.get((e.term, e.node), set()) & set(e.voters))
+        if 2 * len(granted) <= len(e.voters):
+            out.append(_violation(self.name, e, f"{e.node} became leader of term {e.term} with the votes of "
+                                  f"{', '.join(granted) or 'nobody'} in that term, {len(granted)} of the "
+                                  f"{len(e.voters)} voters it counts ({', '.join(e.voters)})",
+                                  nodes=(e.node,), terms=(e.term,)))
+
+
 class LeaderCompleteness(StreamInvariant):
     """A leader holds, at the instant it is elected, every entry committed in an earlier term (the highest
     one is checked: log matching covers the entries below it)."""
@@ -322,10 +357,50 @@ class LeaderCommitRule(StreamInvariant):
                                   terms=(e.term, entry.term), indexes=(e.new,)))
 
 
+class LeaderMatchRule(StreamInvariant):
+    """A leader counts a follower up to an index only where the follower's log holds the leader's entry.
+
+    A match index is what the commit rule counts; one that vouches for an entry the follower does not hold
+    lets the leader commit an entry a minority holds (finding 21: a success reply of an earlier leadership).
+    Judged when the index rises, against both logs at that instant: by log matching (judged on its own)
+    the same entry at that index means the same log up to it.  Not judged: a follower that has moved on
+    to a later term (a newer leader may have replaced its log since it replied), a follower that is
+    down, and an index inside either node's snapshot, which holds only committed entries.
+    """
+
+    name = "leader_match_rule"
+
+    def __init__(self, logs: StreamHistory) -> None:
+        self.logs = logs
+
+    def handlers(self):
+        return {MatchRaised: self._raised}
+
+    def _held(self, key: _Key, index: int) -> Tuple[bool, Optional[Entry]]:
+        """(judgeable, entry): False where ``index`` is inside the log's snapshot or the log is empty."""
+        first = self.logs.first_index(key)
+        if first is None or index < first:
+            return False, None
+        return True, self.logs.entry(key, index)
+
+    def _raised(self, e: MatchRaised, out: List[Violation]) -> None:
+        if e.follower_incarnation is None or e.follower_term > e.term:
+            return
+        judged, mine = self._held((e.node, e.incarnation), e.index)
+        theirs_judged, theirs = self._held((e.follower, e.follower_incarnation), e.index)
+        if not (judged and theirs_judged) or (mine is not None and theirs is not None and mine.term == theirs.term):
+            return
+        have = "nothing" if theirs is None else str(theirs)
+        wanted = "no entry" if mine is None else str(mine)
+        out.append(_violation(self.name, e, f"leader {e.node} of term {e.term} counts {e.follower} up to index "
+                              f"{e.index}, where {e.follower} has {have} and the leader {wanted}",
+                              nodes=(e.node, e.follower), terms=(e.term,), indexes=(e.index,)))
+
+
 def stream_invariants(logs: StreamHistory) -> List[StreamInvariant]:
     """The stream checkers, in the order a step reports them."""
-    return [ElectionSafety(), VoteSafety(), LogMatching(logs), StateMachineSafety(logs), LeaderCompleteness(logs),
-            LeaderCommitRule()]
+    return [ElectionSafety(), VoteSafety(), ElectionQuorum(), LogMatching(logs), StateMachineSafety(logs),
+            LeaderCompleteness(logs), LeaderCommitRule(), LeaderMatchRule(logs)]
 
 
 def dispatch(sources: Sequence) -> Dict[type, Tuple[Handler, ...]]:

@@ -171,4 +171,3 @@ def test_a_leader_counts_only_replicas_that_hold_the_entry():
                           "a later leader overwrites it")
 def test_an_acknowledged_write_survives_a_stale_success_reply():
     _write_survives()
-
