@@ -5,15 +5,22 @@ their pysyncobj state shows, never through the harness' own bookkeeping alone.
 """
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from harness import Cluster, check_linearizable
+from harness.adapter import observe as compat
+from harness.adapter.patching import inject
+from harness.adapter.probes import MEMBERSHIP
 from harness.check.invariants import ElectionSafety
 from harness.check.local_reads import check_local_reads
 from harness.fuzz.faults import NemesisRules
 from harness.history import FAILED, LOCAL_READ, OK, READ, UNKNOWN, WRITE, History
+from harness.ledger.bugs import LEDGER, known_fixes
 from harness.sim.faults import CAN_TRANSFER_LEADERSHIP, CLIENT_TIMEOUT
 from harness.sim.network import SimNode
+from harness.sim.storage import DUMP
 from helpers import others, per_link_inversions
 
 needs_transfer = pytest.mark.skipif(not CAN_TRANSFER_LEADERSHIP, reason="transferLeadership is 0.3.16+")
@@ -546,6 +553,8 @@ _EVERY_RULE = [
     ("write_with_timeout", dict(key="b", via="n3", timeout=0.1)),
     ("concurrent_writes", dict(vias=["n1", "n2", "n4"], same_key=True)),
     ("local_read", dict(key="a", via="n5")), ("wait", dict(seconds=2.0)),
+    ("crash_mid_change", dict(node="n3", removing=None)), ("restart", dict(node="n3")), ("wait", dict(seconds=2.0)),
+    ("crash_mid_snapshot", dict(node="n2")), ("restart", dict(node="n2")), ("wait", dict(seconds=2.0)),
 ]
 
 
@@ -575,8 +584,99 @@ def test_two_membership_changes_at_once_reach_finding_1_and_triage_names_it():
 
 
 def test_with_finding_1_s_fix_the_same_steps_pass():
-    from harness.adapter.patching import inject
-
     with inject("membership_change_guard"):
         run = _Nemesis.replay(_TWO_CHANGES, detailed=False)
     assert run.error is None, run.headline
+
+
+@contextlib.contextmanager
+def _driven(nodes: int, seed: int):
+    """The nemesis machine driven by hand: (machine, cluster, leader) once a leader is elected; the
+    machine's teardown (liveness and the end-of-run checks) when the block ends."""
+    m = _Nemesis()
+    try:
+        m.start_cluster(nodes=nodes, seed=seed)
+        m.wait(seconds=2.0)
+        yield m, m.cluster, m.cluster.leader()
+    finally:
+        m.teardown()
+
+
+def test_crash_mid_change_crashes_the_node_the_instant_the_leader_counts_it_holding_the_change():
+    with _driven(nodes=5, seed=3) as (m, c, leader):
+        follower, _, lagging, *_ = others(c, leader)
+        for bad in (dict(node=lagging, removing=lagging), dict(node="n9", removing=None)):
+            m.crash_mid_change(**bad)  # removing the node itself, or a node the cluster lacks: nothing
+        assert not c.membership_changes and c.is_up(lagging)
+        c.isolate_node(lagging)  # it never gets the change: no crash, the change goes on
+        m.crash_mid_change(node=lagging, removing=None)
+        assert c.is_up(lagging) and c.membership_changes[-1].node == "n6"
+        m.wait(seconds=2.0)
+        assert c.membership_changes[-1].outcome == OK
+        c.heal()
+        m.crash_mid_change(node=follower, removing=None)  # adds n7
+        assert not c.is_up(follower)
+        changes = [e for e in compat.read_journal_file(c.storage.path(follower)) if e.command[:1] == MEMBERSHIP]
+        assert b"n7" in changes[-1].command, changes
+        assert c.state(leader).match_index[follower] >= changes[-1].index
+        m.wait(seconds=2.0)
+        assert c.membership_changes[-1].outcome == OK
+        m.crash_mid_change(node=leader, removing="n6")  # the leader crashes as it appends the removal
+        assert not c.is_up(leader)
+        assert c.membership_changes[-1].kind == "remove" and c.membership_changes[-1].outcome != OK
+
+
+# Finding 23 through crash_mid_change: n2 has a dump, {n3, n4} are cut off, n2 crashes holding the
+# uncommitted "add n6", n7 joins, a write commits, and n2 restarts among n3 and n4.
+_CRASH_MID_CHANGE = [{"rule": rule, "args": args} for rule, args in [
+    ("start_cluster", dict(nodes=5, seed=3)), ("wait", dict(seconds=2.0)), ("write", dict(key="a", via="leader")),
+    ("snapshot", dict(node="n2")), ("wait", dict(seconds=0.5)), ("partition", dict(side=["n3", "n4"])),
+    ("crash_mid_change", dict(node="n2", removing=None)), ("wait", dict(seconds=0.5)), ("add_node", {}),
+    ("wait", dict(seconds=0.5)), ("write", dict(key="b", via="leader")), ("heal", {}),
+    ("partition", dict(side=["n2", "n3", "n4"])), ("restart", dict(node="n2")), ("wait", dict(seconds=8.0))]]
+
+
+# Finding 5 through crash_mid_snapshot: 3 nodes, the third cut off; the follower crashes with its dump
+# in place and the write it acknowledged in its log, the leader crashes, the follower restarts.
+_CRASH_MID_SNAPSHOT = [{"rule": rule, "args": args} for rule, args in [
+    ("start_cluster", dict(nodes=3, seed=0)), ("wait", dict(seconds=2.0)), ("isolate", dict(node="n2")),
+    ("crash_mid_snapshot", dict(node="n1")), ("crash", dict(node="n3")), ("restart", dict(node="n1")),
+    ("heal", {}), ("wait", dict(seconds=8.0))]]
+
+
+def _but(bug: int) -> list:
+    """Every known fix of the installed release but ``bug``'s own: without them, a bug only 0.3.11 has
+    (finding 7) can break the same steps first."""
+    return [fix for fix in known_fixes() if fix != LEDGER[bug].fix]
+
+
+@pytest.mark.parametrize("steps, bug", [(_CRASH_MID_CHANGE, 23), (_CRASH_MID_SNAPSHOT, 5)], ids=["23", "5"])
+def test_a_crash_mid_change_or_mid_snapshot_reaches_its_finding_and_triage_names_it(steps, bug):
+    from harness.ledger.triage import triage
+
+    with inject(*_but(bug)):
+        run = _Nemesis.replay(steps, detailed=False)
+        assert run.error is not None and "leader_completeness" in str(run.error)
+        assert triage(_Nemesis, steps).label == f"known: finding {bug}"
+    with inject(*known_fixes()):
+        run = _Nemesis.replay(steps, detailed=False)
+    assert run.error is None, run.headline
+
+
+def test_crash_mid_snapshot_crashes_the_follower_with_its_dump_in_place_and_the_write_in_its_log():
+    with _driven(nodes=3, seed=0) as (m, c, leader):
+        follower, _ = others(c, leader)
+        m.crash_mid_snapshot(node=leader)  # the leader, or a node the cluster lacks: nothing
+        m.crash_mid_snapshot(node="n9")
+        assert c.is_up(leader) and not c.storage.path(leader, DUMP).exists()
+        before = len(c.history)
+        m.crash_mid_snapshot(node=follower)
+        write = c.history[before]
+        assert not c.is_up(follower) and write.outcome == OK
+        assert c.storage.path(follower, DUMP).exists()  # the dump is in place, the log untruncated:
+        on_disk = compat.read_journal_file(c.storage.path(follower))
+        assert on_disk[0].index == 1 and on_disk[-1].index >= write.index
+        assert not c.storage.is_enabled("crash_between_dump_and_truncate", follower)
+        m.restart(node=follower)
+        m.wait(seconds=2.0)
+        assert c.is_up(follower)

@@ -3,10 +3,11 @@
 :class:`RaftMachine`'s own fault rules each act on one node's whole send or receive side.
 :class:`NemesisRules` adds what real clusters also see (Jepsen's nemeses): one directed link slowed,
 lossy, held or cut; asymmetric partitions and partitions of named shapes; process pauses; clock
-skew; leadership transfer; and clients that time out, write through several nodes at once, read
-locally, or change membership twice without waiting.  Every argument is a plain value (node ids, a
-ring order as a string, rates), so a shrunk counterexample prints as steps that can be pasted into a
-test; a rule naming a node the cluster lacks does nothing, as in the base machine.  Local reads are checked after every step by
+skew; leadership transfer; crashes in the middle of a membership change or of a log compaction;
+and clients that time out, write through several nodes at once, read locally, or change membership
+twice without waiting.  Every argument is a plain value (node ids, a ring order as a string, rates),
+so a shrunk counterexample prints as steps that can be pasted into a test; a rule naming a node the
+cluster lacks does nothing, as in the base machine.  Local reads are checked after every step by
 :mod:`harness.check.local_reads` (stale reads are allowed, going back is not).
 
 Use it as the base of a machine in ``properties/``, or mix its rules into another machine by
@@ -31,7 +32,7 @@ ring_orders = st.permutations(NODE_IDS).map(" ".join)
 
 class NemesisRules(RaftMachine):
     """:class:`RaftMachine` plus per-link faults, partition shapes, pauses, clock skew, leadership
-    transfer and client variety; local reads judged after every step."""
+    transfer, crashes mid-change and mid-snapshot, and client variety; local reads judged after every step."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -164,6 +165,71 @@ class NemesisRules(RaftMachine):
             self.cluster.add_node()
             self.cluster.add_node()
             note("membership: two changes at once")
+        self._settle()
+
+    @rule(node=node_ids, removing=st.none() | node_ids)
+    def crash_mid_change(self, node: str, removing: Optional[str]) -> None:
+        """Add a voter (or remove ``removing``) and crash ``node`` at the instant the leader counts its
+        acknowledgement of the change (the leader itself: as it appends it), before ``node`` can hear
+        that it committed: it restarts from a log whose latest configuration it never saw committed.
+        Jepsen's membership nemesis with a kill; no crash if that instant does not come within 2 s."""
+        leader = self.cluster.leader()
+        voters = self.cluster.voter_ids
+        if not (self._may_change_membership() and node in voters and self.cluster.is_up(node)):
+            return self._settle()
+        if removing is None and len(voters) < self.max_voters:
+            member = self.cluster.add_node()
+        elif removing in voters and removing not in (leader, node) and len(voters) > 3:
+            self.cluster.remove_node(removing)
+        else:
+            return self._settle()
+
+        def holds(i: str) -> bool:
+            members = self.cluster.state(i).membership
+            return member in members if removing is None else removing not in members
+
+        appended: List[int] = []  # the leader's last index once it holds the change: the entry or past it
+
+        def acknowledged() -> bool:
+            if not self.cluster.is_up(leader) or not self.cluster.is_up(node):
+                return False
+            if not appended and holds(leader):
+                appended.append(self.cluster.state(leader).last_index)
+            return bool(appended) and (node == leader or
+                                       self.cluster.state(leader).match_index.get(node, 0) >= appended[0])
+
+        if self.cluster.run_until(acknowledged, 2.0):
+            self.cluster.crash(node)
+            note("fault: crash mid-change")
+        note("membership: " + ("add node" if removing is None else "remove node"))
+        self._settle()
+
+    @rule(node=node_ids)
+    def crash_mid_snapshot(self, node: str) -> None:
+        """A write through the leader; the instant the leader counts follower ``node``'s acknowledgement
+        of it, ``node`` (not applying it yet) compacts its log and crashes once the new dump is in
+        place, before the log is truncated.  With pysyncobj's default ``useFork=True`` that window
+        lasts as long as the forked dump writer runs (the simulation's is one tick), and a cluster
+        under load has entries in flight all through it."""
+        leader = self.cluster.leader()
+        if leader is None or node == leader or not (self._present(node) and self.cluster.is_up(node)):
+            return self._settle()
+        state = self.cluster.state
+        before = state(leader).last_index  # the write's entry comes after this one
+        self.cluster.put(KEYS[0], self._value(), via=leader)
+
+        def acknowledged_unapplied() -> bool:
+            return (self.cluster.is_up(node) and self.cluster.is_up(leader)
+                    and state(leader).match_index.get(node, 0) > before
+                    and state(node).last_applied < state(node).last_index)
+
+        if self.cluster.run_until(acknowledged_unapplied, 2.0):
+            storage = self.cluster.storage
+            storage.enable("crash_between_dump_and_truncate", node)
+            self.cluster.force_snapshot(node)
+            if self.cluster.run_until(lambda: not self.cluster.is_up(node), 2.0):
+                note("fault: crash mid-snapshot")
+            storage.disable("crash_between_dump_and_truncate", node)
         self._settle()
 
     @rule(key=st.sampled_from(KEYS), via=targets, timeout=st.sampled_from((0.1, 0.5, 2.0)))
