@@ -680,3 +680,15 @@ def test_crash_mid_snapshot_crashes_the_follower_with_its_dump_in_place_and_the_
         m.restart(node=follower)
         m.wait(seconds=2.0)
         assert c.is_up(follower)
+
+
+def test_crash_mid_snapshot_lets_a_node_whose_removal_commits_meanwhile_go():
+    """The follower's removal, proposed just before, commits while the rule waits for its acknowledgement:
+    the node is retired under the rule, which must not ask after it again (it raised ValueError, found by
+    the CI's NemesisRaft run)."""
+    with _driven(nodes=5, seed=0) as (m, c, leader):
+        follower = others(c, leader)[0]
+        c.isolate_node(follower)  # it never acknowledges the write; the other four commit its removal
+        c.remove_node(follower)
+        m.crash_mid_snapshot(node=follower)
+        assert follower not in c.node_ids and c.membership_changes[-1].outcome == OK

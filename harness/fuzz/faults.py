@@ -175,7 +175,7 @@ class NemesisRules(RaftMachine):
         Jepsen's membership nemesis with a kill; no crash if that instant does not come within 2 s."""
         leader = self.cluster.leader()
         voters = self.cluster.voter_ids
-        if not (self._may_change_membership() and node in voters and self.cluster.is_up(node)):
+        if not (self._may_change_membership() and node in voters and self._up(node)):
             return self._settle()
         if removing is None and len(voters) < self.max_voters:
             member = self.cluster.add_node()
@@ -191,7 +191,7 @@ class NemesisRules(RaftMachine):
         appended: List[int] = []  # the leader's last index once it holds the change: the entry or past it
 
         def acknowledged() -> bool:
-            if not self.cluster.is_up(leader) or not self.cluster.is_up(node):
+            if not (self._up(leader) and self._up(node)):
                 return False
             if not appended and holds(leader):
                 appended.append(self.cluster.state(leader).last_index)
@@ -212,14 +212,14 @@ class NemesisRules(RaftMachine):
         lasts as long as the forked dump writer runs (the simulation's is one tick), and a cluster
         under load has entries in flight all through it."""
         leader = self.cluster.leader()
-        if leader is None or node == leader or not (self._present(node) and self.cluster.is_up(node)):
+        if leader is None or node == leader or not self._up(node):
             return self._settle()
         state = self.cluster.state
         before = state(leader).last_index  # the write's entry comes after this one
         self.cluster.put(KEYS[0], self._value(), via=leader)
 
         def acknowledged_unapplied() -> bool:
-            return (self.cluster.is_up(node) and self.cluster.is_up(leader)
+            return (self._up(node) and self._up(leader)
                     and state(leader).match_index.get(node, 0) > before
                     and state(node).last_applied < state(node).last_index)
 
@@ -227,7 +227,7 @@ class NemesisRules(RaftMachine):
             storage = self.cluster.storage
             storage.enable("crash_between_dump_and_truncate", node)
             self.cluster.force_snapshot(node)
-            if self.cluster.run_until(lambda: not self.cluster.is_up(node), 2.0):
+            if self.cluster.run_until(lambda: not self._up(node), 2.0):
                 note("fault: crash mid-snapshot")
             storage.disable("crash_between_dump_and_truncate", node)
         self._settle()

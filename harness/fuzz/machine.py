@@ -355,6 +355,10 @@ class RaftMachine(RuleBasedStateMachine):
     def _present(self, node: str) -> bool:
         return node in self.cluster.node_ids
 
+    def _up(self, node: str) -> bool:
+        """Present and running: a removal that commits while a rule runs the cluster retires its node."""
+        return self._present(node) and self.cluster.is_up(node)
+
     def _via(self, target: str) -> Optional[str]:
         if target == "leader":
             return self.cluster.leader()
@@ -464,7 +468,7 @@ class RaftMachine(RuleBasedStateMachine):
     @rule(node=node_ids)
     def crash(self, node: str) -> None:
         """Kill a node without shutdown; journal and dump files survive."""
-        if self._present(node) and self.cluster.is_up(node):
+        if self._up(node):
             self.cluster.crash(node)
             note("fault: crash")
         self._settle()
@@ -479,7 +483,7 @@ class RaftMachine(RuleBasedStateMachine):
     @rule(node=node_ids)
     def snapshot(self, node: str) -> None:
         """Force log compaction: the dump is written and the log truncated on the next ticks."""
-        if self._present(node) and self.cluster.is_up(node):
+        if self._up(node):
             self.cluster.force_snapshot(node)
             note("fault: snapshot")
         self._settle()
