@@ -139,7 +139,6 @@ def test_a_vote_forgotten_by_a_release_that_does_not_store_it_is_not_a_vote_viol
     assert judge(s.events) == []
 
 
-# --- log_matching -----------------------------------------------------------------------------------
 # --- election_quorum -----------------------------------------------------------------------------
 VOTERS = ("n1", "n2", "n3")
 
@@ -172,6 +171,7 @@ def test_a_vote_given_before_a_crash_counts_and_an_unknown_configuration_is_not_
     assert judge(three_nodes().elected("n1", 2).events) == []
 
 
+# --- log_matching -----------------------------------------------------------------------------------
 def test_one_index_and_term_with_two_commands_is_caught():
     s = three_nodes().write("n1", E(2, 1, b"a"), 0).write("n2", E(2, 1, b"b"), 0)
     [v] = judge(s.events)

@@ -170,8 +170,7 @@ class _NodeTap:
             self.term, self.vote = term, vote
         state = obj._SyncObj__raftState
         if state == _LEADER and (self.state != _LEADER or self.leader_term != term):
-            voters = sorted(n.id for n in obj._SyncObj__otherNodes)
-            self._emit(LeaderElected, term, tuple(sorted(voters + [self.id])))
+            self._emit(LeaderElected, term, tuple(sorted([n.id for n in obj._SyncObj__otherNodes] + [self.id])))
             self.leader_term = term
             self.match = {}  # pysyncobj starts every leadership's match indexes at 0
         self.state = state

@@ -15,7 +15,7 @@ inheriting from it next to that machine's base.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
@@ -184,8 +184,7 @@ class NemesisRules(RaftMachine):
         else:
             return self._settle()
 
-        def holds(i: str) -> bool:
-            members = self.cluster.state(i).membership
+        def holds(members: Tuple[str, ...]) -> bool:
             return member in members if removing is None else removing not in members
 
         appended: List[int] = []  # the leader's last index once it holds the change: the entry or past it
@@ -193,10 +192,10 @@ class NemesisRules(RaftMachine):
         def acknowledged() -> bool:
             if not (self._up(leader) and self._up(node)):
                 return False
-            if not appended and holds(leader):
-                appended.append(self.cluster.state(leader).last_index)
-            return bool(appended) and (node == leader or
-                                       self.cluster.state(leader).match_index.get(node, 0) >= appended[0])
+            seen = self.cluster.state(leader)
+            if not appended and holds(seen.membership):
+                appended.append(seen.last_index)
+            return bool(appended) and (node == leader or seen.match_index.get(node, 0) >= appended[0])
 
         if self.cluster.run_until(acknowledged, 2.0):
             self.cluster.crash(node)
@@ -219,9 +218,10 @@ class NemesisRules(RaftMachine):
         self.cluster.put(KEYS[0], self._value(), via=leader)
 
         def acknowledged_unapplied() -> bool:
-            return (self._up(node) and self._up(leader)
-                    and state(leader).match_index.get(node, 0) > before
-                    and state(node).last_applied < state(node).last_index)
+            if not (self._up(node) and self._up(leader) and state(leader).match_index.get(node, 0) > before):
+                return False
+            follower = state(node)
+            return follower.last_applied < follower.last_index
 
         if self.cluster.run_until(acknowledged_unapplied, 2.0):
             storage = self.cluster.storage
