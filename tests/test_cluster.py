@@ -105,6 +105,29 @@ def test_several_filters_on_several_nodes_at_once():
         assert not c.node_errors
 
 
+def test_connected_is_what_each_node_was_told_of_its_links():
+    """A cut closes a node's connections at once, a heal reopens them after ``reconnect_delay`` (0.2 s),
+    a crash closes its peers' ends; and an unknown id names the argument."""
+    with Cluster(3, seed=1) as c:
+        leader = c.wait_leader()
+        pairs = [(a, b) for a in c.node_ids for b in c.node_ids if a != b]
+        assert all(c.connected(a, b) for a, b in pairs)
+        c.isolate_node(leader)
+        follower, other = others(c, leader)
+        assert sorted(p for p in pairs if c.connected(*p)) == sorted([(follower, other), (other, follower)])
+        c.heal()
+        c.run_for(0.1)
+        assert not c.connected(leader, follower)
+        c.run_for(0.3)
+        assert all(c.connected(a, b) for a, b in pairs)
+        c.crash(follower)
+        assert not c.connected(leader, follower) and not c.connected(other, follower)
+        with pytest.raises(ValueError, match=r"a must be one of \['n1', 'n2', 'n3'\], got 'n9'"):
+            c.connected("n9", leader)
+        with pytest.raises(ValueError, match=r"b must be one of \['n1', 'n2', 'n3'\], got 'n9'"):
+            c.connected(leader, "n9")
+
+
 def test_partition_then_heal_minority_catches_up():
     """A 2|3 partition with the old leader in the minority: the majority commits new writes, the
     minority commits nothing; after heal the minority reaches the same commit/applied index and a

@@ -65,7 +65,7 @@ def cluster(request):
 def test_members_are_the_library_api():
     """The protocol lists what the rest of the harness uses of a cluster."""
     assert {"node_ids", "voter_ids", "up_ids", "is_up", "incarnation", "node", "state", "observe", "leader",
-            "wait_leader", "now", "run_for", "run_until", "tick", "put", "get", "must_put", "must_get", "crash",
+            "wait_leader", "connected", "now", "run_for", "run_until", "tick", "put", "get", "must_put", "must_get", "crash",
             "restart", "force_snapshot", "partition", "isolate_node", "heal", "add_send_filter",
             "add_recv_filter", "add_send_filter_factory", "clear_filters", "clear_all_filters", "filters",
             "recent_messages", "messages_delivered", "stats", "history", "node_errors", "seed",

@@ -555,6 +555,7 @@ _EVERY_RULE = [
     ("local_read", dict(key="a", via="n5")), ("wait", dict(seconds=2.0)),
     ("crash_mid_change", dict(node="n3", removing=None)), ("restart", dict(node="n3")), ("wait", dict(seconds=2.0)),
     ("crash_mid_snapshot", dict(node="n2")), ("restart", dict(node="n2")), ("wait", dict(seconds=2.0)),
+    ("isolate", dict(node="n4")), ("snapshot", dict(node="n1")), ("heal", {}), ("snapshot_mid_catch_up", dict(node="n4")),
 ]
 
 
@@ -650,13 +651,25 @@ def _but(bug: int) -> list:
     return [fix for fix in known_fixes() if fix != LEDGER[bug].fix]
 
 
-@pytest.mark.parametrize("steps, bug", [(_CRASH_MID_CHANGE, 23), (_CRASH_MID_SNAPSHOT, 5)], ids=["23", "5"])
-def test_a_crash_mid_change_or_mid_snapshot_reaches_its_finding_and_triage_names_it(steps, bug):
+# Finding 16 through snapshot_mid_catch_up: n1, isolated, appends a write alone; n3 is elected and commits
+# one more; the rule compacts n3 and arms; on the heal n1 comes to need a snapshot and n3 compacts again at
+# that instant.  Its next send to n1 falls in the tick its serializer is busy: a snapshot message without data.
+_SNAPSHOT_MID_CATCH_UP = [{"rule": rule, "args": args} for rule, args in [
+    ("start_cluster", dict(nodes=3, seed=3)), ("wait", dict(seconds=2.0)), ("write", dict(key="a", via="leader")),
+    ("isolate", dict(node="n1")), ("write", dict(key="a", via="n1")), ("wait", dict(seconds=2.0)),
+    ("write", dict(key="b", via="leader")), ("snapshot_mid_catch_up", dict(node="n1")), ("heal", {})]]
+
+
+@pytest.mark.parametrize("steps, bug, invariant", [(_CRASH_MID_CHANGE, 23, "leader_completeness"),
+                                                   (_CRASH_MID_SNAPSHOT, 5, "leader_completeness"),
+                                                   (_SNAPSHOT_MID_CATCH_UP, 16, "state_machine_safety")],
+                         ids=["23", "5", "16"])
+def test_a_crash_or_snapshot_mid_window_reaches_its_finding_and_triage_names_it(steps, bug, invariant):
     from harness.ledger.triage import triage
 
     with inject(*_but(bug)):
         run = _Nemesis.replay(steps, detailed=False)
-        assert run.error is not None and "leader_completeness" in str(run.error)
+        assert run.error is not None and invariant in str(run.error), run.headline
         assert triage(_Nemesis, steps).label == f"known: finding {bug}"
     with inject(*known_fixes()):
         run = _Nemesis.replay(steps, detailed=False)
@@ -692,3 +705,75 @@ def test_crash_mid_snapshot_lets_a_node_whose_removal_commits_meanwhile_go():
         c.remove_node(follower)
         m.crash_mid_snapshot(node=follower)
         assert follower not in c.node_ids and c.membership_changes[-1].outcome == OK
+
+
+def test_snapshot_mid_catch_up_compacts_the_leader_again_the_instant_a_deposed_leader_needs_a_snapshot():
+    """With every known fix in (without them the snapshot commits old's stale entries: findings 3 and 16)."""
+    with inject(*known_fixes()), _driven(nodes=3, seed=0) as (m, c, old):
+        m.snapshot_mid_catch_up(node="n9")  # a node the cluster lacks: nothing
+        assert c.stats["snapshots_forced"] == 0
+        c.isolate_node(old)
+        m.write(key="a", via=old)  # appended by the soon-deposed leader alone: uncommitted
+        m.wait(seconds=2.0)
+        new = c.leader()
+        assert new != old and c.state(old).last_index > c.state(old).commit_index
+        for _ in range(3):
+            m.write(key="b", via="leader")
+        at_compaction = []
+        force = c.force_snapshot
+
+        def watched(node_id):  # what the leader knew of the old one at each compaction
+            state = c.state(node_id)
+            at_compaction.append((node_id, state.next_index[old], state.first_index))
+            force(node_id)
+
+        c.force_snapshot = watched
+        m.snapshot_mid_catch_up(node=old)  # compacts new now; old is cut off, so the second waits
+        assert [node for node, _, _ in at_compaction] == [new]
+        m.heal()  # the step that reconnects old, and its catch-up, fire it
+        assert len(at_compaction) == 2
+        compacted, next_index, first_index = at_compaction[1]
+        assert compacted == new and next_index <= first_index
+        m.wait(seconds=8.0)
+        assert len(at_compaction) == 2  # once
+        assert c.state(new).next_index[old] > c.state(new).first_index  # it caught up
+        assert c.state(old).snapshots_installed >= 1
+
+
+def test_snapshot_mid_catch_up_waits_for_a_follower_with_entries_it_has_not_seen_committed():
+    """A follower that only lags (its log a prefix of the leader's) catches up without the second compaction."""
+    with inject(*known_fixes()), _driven(nodes=3, seed=0) as (m, c, leader):
+        follower, _ = others(c, leader)
+        c.isolate_node(follower)
+        for _ in range(3):
+            m.write(key="a", via="leader")
+        m.snapshot_mid_catch_up(node="any")
+        assert c.stats["snapshots_forced"] == 1
+        m.heal()
+        m.wait(seconds=8.0)
+        assert c.state(follower).snapshots_installed >= 1 and c.stats["snapshots_forced"] == 1
+
+
+def test_when_runs_the_action_once_at_the_first_instant_the_predicate_holds():
+    with Cluster(3, seed=1) as c:
+        leader = c.wait_leader()
+        fired = []
+        c.when(lambda: c.now >= 0, lambda: fired.append(("at once", c.now)), within=1.0)
+        c.when(lambda: not c.connected(leader, others(c, leader)[0]), lambda: fired.append(("cut", c.now)),
+               within=1.0)
+        c.when(lambda: True, lambda: fired.append("now"), within=0.0)  # holds now: fires now
+        c.when(lambda: c.state(leader).term > 99, lambda: fired.append("expired"), within=0.5)  # never holds
+        assert fired[0][0] == "at once" and fired[1] == "now" and len(fired) == 2
+        c.run_for(0.3)
+        c.isolate_node(leader)
+        assert len(fired) == 2  # checked after events, not on the cut itself
+        c.run_for(0.3)
+        assert fired[2][0] == "cut" and len(fired) == 3
+        c.heal()
+        c.run_for(2.0)
+        assert len(fired) == 3  # each fired once; the last one expired
+        for bad in (dict(predicate=None, action=print, within=1.0), dict(predicate=print, action=1, within=1.0)):
+            with pytest.raises(ValueError, match="predicate and action must be callables"):
+                c.when(**bad)
+        with pytest.raises(ValueError, match="within must be"):
+            c.when(print, print, within=-1.0)

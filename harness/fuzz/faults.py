@@ -232,6 +232,43 @@ class NemesisRules(RaftMachine):
             storage.disable("crash_between_dump_and_truncate", node)
         self._settle()
 
+    @rule(node=st.sampled_from(("any",) + NODE_IDS))
+    def snapshot_mid_catch_up(self, node: str) -> None:
+        """The leader compacts its log now, and again, once within the next 30 s whatever steps run the
+        cluster meanwhile (a heal, a wait), the instant follower ``node`` (``any``: any follower), holding
+        entries it has not seen committed, comes to need a snapshot from it (connected, its next index
+        at or below the leader's first entry): the catch-up that must replace a log, with a dump under
+        way.  With pysyncobj's default ``useFork=True`` a dump lasts as long as the forked writer runs,
+        so any compaction during a catch-up overlaps it; the simulation's is over in a tick, and a
+        catch-up after a heal is over before a next step could start one."""
+        if node != "any" and not self._present(node):
+            return self._settle()
+        leaders: List[str] = []  # the leader the predicate found a follower of, for the action
+
+        def needs_snapshot() -> bool:
+            leader = self.cluster.leader()
+            if leader is None:
+                return False
+            seen = self.cluster.state(leader)
+            for follower, index in sorted(seen.next_index.items()):
+                if index <= seen.first_index and node in ("any", follower) and self._up(follower) \
+                        and self.cluster.connected(leader, follower):
+                    held = self.cluster.state(follower)
+                    if held.last_index > held.commit_index:
+                        leaders[:] = [leader]
+                        return True
+            return False
+
+        def compact() -> None:
+            self.cluster.force_snapshot(leaders[0])
+            note("fault: snapshot mid catch-up")
+
+        leader = self.cluster.leader()
+        if leader is not None:
+            self.cluster.force_snapshot(leader)  # whoever is behind it now will need a snapshot
+        self.cluster.when(needs_snapshot, compact, within=30.0)
+        self._settle()
+
     @rule(key=st.sampled_from(KEYS), via=targets, timeout=st.sampled_from((0.1, 0.5, 2.0)))
     def write_with_timeout(self, key: str, via: str, timeout: float) -> None:
         """A client that gives up after ``timeout``: the write's outcome is then unknown."""

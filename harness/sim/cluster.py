@@ -128,6 +128,7 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
         self.leadership_transfers: List[LeadershipTransfer] = []
         self.node_errors: List[NodeError] = []
         self.stats: Dict[str, int] = {"ticks": 0, "crashes": 0, "restarts": 0, "snapshots_forced": 0}
+        self._triggers: List[Tuple[float, Callable[[], bool], Callable[[], None]]] = []  # see when()
         self._root: Optional[Path] = None
         self.storage: Optional[StorageFaults] = None  # storage failpoints, see harness.sim.storage
         self._closed = False
@@ -323,6 +324,8 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
                 t, action, args = self._events.pop()
                 self._clock.advance_to(t)
                 action(*args)
+                if self._triggers:
+                    self._fire_triggers()
             self._clock.advance_to(until)
             return stop is not None and stop()
 
@@ -353,6 +356,27 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
         """Run until ``predicate()`` holds (checked after every event); False if ``timeout`` passes first."""
         return self._run_events(self.now + self._check_seconds("timeout", timeout), predicate)
 
+    def when(self, predicate: Callable[[], bool], action: Callable[[], None], within: float) -> None:
+        """Run ``action()`` once, at the first instant in the next ``within`` virtual seconds at which
+        ``predicate()`` holds (now, or after any event, whoever runs the cluster meanwhile).  A fault
+        timed to a window that opens and closes between two steps needs no step to land in it."""
+        if not callable(predicate) or not callable(action):
+            raise ValueError(f"predicate and action must be callables, got {predicate!r} and {action!r}")
+        self._triggers.append((self.now + self._check_seconds("within", within), predicate, action))
+        with self._active():
+            self._fire_triggers()
+
+    def _fire_triggers(self) -> None:
+        now, armed, self._triggers = self._clock.now(), self._triggers, []
+        for entry in armed:
+            deadline, predicate, action = entry
+            if now > deadline:
+                continue
+            if predicate():
+                action()
+            else:
+                self._triggers.append(entry)
+
     # --- observation -----------------------------------------------------------------------
     @property
     def node_ids(self) -> List[str]:
@@ -368,6 +392,12 @@ class Cluster(ClientApi, TickSkipping, Membership, FaultApi, ClusterBase):
         if slot is None or slot.removed:
             raise ValueError(f"{arg} must be one of {self.node_ids}, got {node_id!r}")
         return slot
+
+    def connected(self, a: str, b: str) -> bool:
+        """Does ``a``'s pysyncobj hold a connection to ``b`` (told by its transport, not yet told it closed)?"""
+        self._slot(a, "a")
+        self._slot(b, "b")
+        return self._net.connected(a, b)
 
     def node_dir(self, node_id: str) -> Path:
         """The directory holding ``node_id``'s journal (``journal``, ``journal.meta``) and dump (``dump``)."""

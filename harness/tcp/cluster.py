@@ -299,7 +299,7 @@ class TcpCluster(ClusterBase):
 
     def connected(self, a: str, b: str) -> bool:
         """Does ``a``'s transport have a live connection to ``b``?"""
-        self._slot(a)
+        self._slot(a, "a")
         self._slot(b, "b")
         with self._lock:
             transport = self._net.transports.get(a)
