@@ -266,6 +266,7 @@ class NemesisRules(RaftMachine):
         leader = self.cluster.leader()
         if leader is not None:
             self.cluster.force_snapshot(leader)  # whoever is behind it now will need a snapshot
+            note("fault: snapshot, another armed for a catch-up")
         self.cluster.when(needs_snapshot, compact, within=30.0)
         self._settle()
 
